@@ -1,0 +1,42 @@
+# Two commands do all set-up on a fresh clone: `make demo` and `make test`.
+# Each creates .venv and installs the project with its dev extras the first time.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint typecheck unit bench soak reliability schemas clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fraudstream demo
+
+## The README's test command: lint, types, then the default pytest selection.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+schemas: $(STAMP)
+	$(BIN)/fraudstream schemas export --out schemas/json
+
+clean:
+	rm -rf $(VENV) .fraudstream .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,140 @@
+"""THE feature definition: the single module used by training, offline scoring and the stream.
+
+A feature vector is assembled from three parts, each defined in its own module:
+* the transaction itself (amount, hour of day, weekend and night flags, in its own UTC offset),
+* the user's windows (`models.user_window`), exact up to and including the transaction,
+* the merchant's counts at the snapshot boundary behind it (`models.merchant_window`).
+
+`FeatureBuilder` runs both kinds of state over transactions in order; it is what offline
+training and scoring use, and the stream calls the same `UserWindows.observe`, `snapshot_boundary`
+and `assemble` per transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.merchant_window import MERCHANT_WINDOWS, MerchantCounts, snapshot_boundary
+from models.user_window import (
+    DEFAULT_ALLOWED_LATENESS_MS,
+    USER_WINDOWS,
+    UserWindows,
+    UserWindowValues,
+)
+from schemas.errors import InputError
+from schemas.events import Transaction, epoch_ms
+
+NIGHT_END_HOUR = 6
+"""Transactions from 00:00 to 05:59 local time are night transactions."""
+
+
+def _names() -> tuple[str, ...]:
+    names = ["amount"]
+    for window in USER_WINDOWS:
+        names += [
+            f"user_tx_count_{window.name}",
+            f"user_amount_sum_{window.name}",
+            f"user_amount_mean_{window.name}",
+        ]
+    names += [
+        "user_amount_to_mean_30d",
+        "user_seconds_since_prev",
+        "user_distinct_merchants_24h",
+        "hour_of_day",
+        "is_weekend",
+        "is_night",
+    ]
+    names += [f"merchant_tx_count_{window.name}" for window in MERCHANT_WINDOWS]
+    return tuple(names)
+
+
+FEATURE_NAMES: tuple[str, ...] = _names()
+"""Feature names in model column order (stored with every model version)."""
+
+_MEAN_30D = [w.name for w in USER_WINDOWS].index("30d")
+
+
+def amount_cents(amount: float) -> int:
+    """Amounts are aggregated in integer cents so sums are exact and order-independent."""
+    return round(amount * 100)
+
+
+def assemble(
+    tx: Transaction, user: UserWindowValues, merchant_counts: Sequence[int]
+) -> list[float]:
+    """The feature vector of one transaction, in FEATURE_NAMES order."""
+    amount = amount_cents(tx.amount) / 100.0
+    row = [amount]
+    for count, cents in zip(user.counts, user.sums_cents, strict=True):
+        total = cents / 100.0
+        row += [float(count), total, total / count]
+    mean_30d = user.sums_cents[_MEAN_30D] / 100.0 / user.counts[_MEAN_30D]
+    local = tx.timestamp
+    row += [
+        amount / mean_30d if mean_30d > 0 else 1.0,
+        user.seconds_since_prev,
+        float(user.distinct_merchants),
+        float(local.hour),
+        1.0 if local.weekday() >= 5 else 0.0,
+        1.0 if local.hour < NIGHT_END_HOUR else 0.0,
+    ]
+    row += [float(c) for c in merchant_counts]
+    return row
+
+
+@dataclass(frozen=True)
+class FeatureRows:
+    """Features of a sequence of transactions, aligned with their input order."""
+
+    matrix: np.ndarray  # float64, shape (n, len(FEATURE_NAMES))
+    too_late: np.ndarray  # bool, shape (n,)
+
+
+class FeatureBuilder:
+    """Offline feature computation: user and merchant state over transactions in order.
+
+    Feed transactions in event-time order (as `fraudstream score` and training do): then every
+    merchant snapshot a transaction needs is final when it is used, exactly as in the stream.
+    """
+
+    def __init__(self, allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS) -> None:
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.users: dict[str, UserWindows] = {}
+        self.merchants = MerchantCounts()
+
+    def observe(self, tx: Transaction) -> tuple[list[float], bool]:
+        ts = epoch_ms(tx.timestamp)
+        state = self.users.get(tx.user_id)
+        if state is None:
+            state = self.users[tx.user_id] = UserWindows()
+        user = state.observe(ts, amount_cents(tx.amount), tx.merchant_id, self.allowed_lateness_ms)
+        boundary = snapshot_boundary(ts)
+        current = self.merchants.boundary_ms
+        if current is None or boundary > current:
+            self.merchants.advance(boundary)
+        elif boundary < current:
+            raise InputError(
+                f"transaction {tx.transaction_id} needs the merchant snapshot at {boundary}, "
+                f"older than the current one ({current}): feed transactions in event-time order"
+            )
+        counts = self.merchants.lookup(tx.merchant_id)
+        self.merchants.add(tx.merchant_id, ts)
+        return assemble(tx, user, counts), user.too_late
+
+    def build(self, transactions: Iterable[Transaction]) -> FeatureRows:
+        rows: list[list[float]] = []
+        late: list[bool] = []
+        for tx in transactions:
+            row, too_late = self.observe(tx)
+            rows.append(row)
+            late.append(too_late)
+        matrix = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
+        return FeatureRows(matrix=matrix, too_late=np.asarray(late, dtype=bool))
+
+
+def sort_by_event_time(transactions: Sequence[Transaction]) -> list[Transaction]:
+    """Stable event-time order (ties keep input order), as offline processing requires."""
+    return sorted(transactions, key=lambda tx: epoch_ms(tx.timestamp))

@@ -1,0 +1,176 @@
+"""Event models: the JSON contract on every topic (see shared DESIGN.md).
+
+Validation is strict on purpose: a stream that accepts anything passes garbage to the model.
+Invalid input is rejected here with a message, and the stream turns it into a dead letter.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+MAX_AMOUNT = 1_000_000_000.0
+"""Largest accepted amount (in the transaction's currency); anything above is an input error."""
+
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+_EPOCH = MIN_TIME
+_MS = timedelta(milliseconds=1)
+
+
+def _in_time_range(value: datetime) -> datetime:
+    if not MIN_TIME <= value < MAX_TIME:
+        raise ValueError(f"timestamp {value.isoformat()} is outside [1970, 2100)")
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
+]
+"""Opaque identifiers (transaction, user, merchant, model): short, printable, no spaces."""
+
+EventTime = Annotated[AwareDatetime, AfterValidator(_in_time_range)]
+"""RFC 3339 timestamp with an explicit offset (naive timestamps are rejected)."""
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+MerchantCategory = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Decision = Literal["approve", "review", "decline"]
+DECISIONS: tuple[Decision, ...] = ("approve", "review", "decline")
+
+
+class Event(BaseModel):
+    """Common configuration: strict types, unknown fields rejected, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, protected_namespaces=())
+
+
+class Transaction(Event):
+    """A card or payment transaction. Carries no names, card numbers or other PII."""
+
+    transaction_id: Identifier
+    user_id: Identifier
+    merchant_id: Identifier
+    amount: Annotated[float, Field(gt=0, le=MAX_AMOUNT), AfterValidator(_finite)]
+    currency: Currency = "EUR"
+    timestamp: EventTime
+    channel: ShortText | None = None
+    country: CountryCode | None = None
+    mcc: MerchantCategory | None = None
+    device_id: ShortText | None = None
+
+
+class Label(Event):
+    """Ground truth for one transaction, usually known days after it happened."""
+
+    transaction_id: Identifier
+    is_fraud: bool
+    labeled_at: EventTime | None = None
+
+
+class Reason(Event):
+    """One feature's signed contribution (log-odds) to a score."""
+
+    name: ShortText
+    value: FiniteFloat
+
+
+class ShadowScore(Event):
+    """The challenger's opinion on the same transaction, when a challenger is shadowing."""
+
+    model_version: Identifier
+    score: Annotated[float, Field(ge=0.0, le=1.0)]
+    decision: Decision
+
+
+class FraudScore(Event):
+    """The published result for one transaction; keyed by `user_id` on the score topic."""
+
+    transaction_id: Identifier
+    user_id: Identifier
+    score: Annotated[float, Field(ge=0.0, le=1.0)]
+    decision: Decision
+    model_version: Identifier
+    reasons: list[Reason]
+    features: dict[str, FiniteFloat]
+    event_time: EventTime
+    scored_at: EventTime
+    latency_ms: Annotated[float, Field(ge=0.0), AfterValidator(_finite)]
+    late: bool = False
+    """True when the transaction arrived later than the allowed lateness for its user."""
+    shadow: ShadowScore | None = None
+
+
+class DriftEvent(Event):
+    """A drift detector fired on a monitored signal."""
+
+    detector: ShortText
+    signal: ShortText
+    model_version: Identifier
+    detected_at: EventTime
+    statistics: dict[str, FiniteFloat] = Field(default_factory=dict)
+
+
+class ModelUpdate(Event):
+    """Tells running workers that the registry's champion (or shadow) changed."""
+
+    model_name: Identifier
+    version: Identifier
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    location: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
+    reason: Annotated[str, StringConstraints(max_length=1024)] = ""
+    action: Literal["promote", "rollback", "shadow", "unshadow"] = "promote"
+    issued_at: EventTime | None = None
+
+
+class DeadLetter(Event):
+    """An input message the stream could not use, kept with the reason and where it came from."""
+
+    reason: Literal["oversized", "not_utf8", "invalid_json", "invalid_event"]
+    error: Annotated[str, StringConstraints(max_length=4096)]
+    original_key: str | None = None
+    """Base64 of the original key bytes (None if the message had no key)."""
+    original_value: str
+    """Base64 of the original value bytes."""
+    topic: Annotated[str, StringConstraints(min_length=1, max_length=249)]
+    partition: Annotated[int, Field(ge=0)]
+    offset: Annotated[int, Field(ge=0)]
+    received_at: EventTime
+
+
+def epoch_ms(value: datetime) -> int:
+    """Exact integer milliseconds since the Unix epoch (no float rounding)."""
+    return (value - _EPOCH) // _MS
+
+
+def from_epoch_ms(value: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=value)
+
+
+EVENT_MODELS: dict[str, type[Event]] = {
+    "Transaction": Transaction,
+    "Label": Label,
+    "FraudScore": FraudScore,
+    "DriftEvent": DriftEvent,
+    "ModelUpdate": ModelUpdate,
+    "DeadLetter": DeadLetter,
+}

@@ -1,0 +1,88 @@
+"""Reading and writing JSON Lines files of events, with errors that name the file and line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from pydantic import ValidationError
+
+from schemas.errors import InputError
+from schemas.events import Event
+
+E = TypeVar("E", bound=Event)
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
+    """A one-line summary of a pydantic error: `field: message; ...`."""
+    parts = []
+    for err in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "<record>"
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - limit
+    if more > 0:
+        parts.append(f"(+{more} more)")
+    return "; ".join(parts)
+
+
+@dataclass
+class ReadResult(Generic[E]):
+    """Records read from a file, plus what was skipped (only with `skip_invalid`)."""
+
+    records: list[E]
+    skipped: int = 0
+    first_errors: list[str] = field(default_factory=list)
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) for each non-blank line; missing files are an InputError."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected a JSONL file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open ({exc.strerror})") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.strip()
+            if line:
+                yield number, line
+
+
+def read_events(path: Path, model: type[E], *, skip_invalid: bool = False) -> ReadResult[E]:
+    """Validate every line of `path` as `model`.
+
+    Without `skip_invalid` the first bad line raises InputError naming file and line; with it,
+    bad lines are counted (and the first few described) and reading goes on.
+    """
+    result: ReadResult[E] = ReadResult(records=[])
+    validate = model.model_validate_json
+    for number, line in iter_lines(path):
+        try:
+            result.records.append(validate(line))
+        except ValidationError as exc:
+            message = f"{path}:{number}: invalid {model.__name__}: {describe_validation_error(exc)}"
+            if not skip_invalid:
+                raise InputError(message + " (use --skip-invalid to skip bad lines)") from None
+            result.skipped += 1
+            if len(result.first_errors) < 5:
+                result.first_errors.append(message)
+    return result
+
+
+def write_events(path: Path, events: Iterable[Event]) -> int:
+    """Write events as JSON Lines (atomically: temp file, then rename). Returns the count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    count = 0
+    with tmp.open("wb") as out:
+        for event in events:
+            out.write(event.model_dump_json().encode())
+            out.write(b"\n")
+            count += 1
+    tmp.replace(path)
+    return count

@@ -1,0 +1,260 @@
+"""Incremental features equal a brute-force recomputation of their definition."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.features import FEATURE_NAMES, FeatureBuilder, assemble
+from models.merchant_window import MERCHANT_WINDOWS, MerchantCounts, snapshot_boundary
+from models.user_window import (
+    DISTINCT_MERCHANTS_WINDOW,
+    HOUR_MS,
+    MINUTE_MS,
+    NO_PREVIOUS,
+    USER_WINDOWS,
+    UserWindows,
+)
+from schemas.errors import InputError
+from schemas.events import Transaction, epoch_ms
+
+T0 = epoch_ms(datetime(2024, 3, 1, tzinfo=UTC))
+LATENESS = 10 * MINUTE_MS
+
+
+@dataclass(frozen=True)
+class Ev:
+    ts: int
+    cents: int
+    merchant: str
+
+
+def brute_force_user(events: list[Ev], lateness: int) -> list[tuple]:
+    """The definition in user_window.py, computed from the whole history for every event."""
+    accepted: list[Ev] = []
+    last: int | None = None
+    out = []
+    for ev in events:
+        too_late = last is not None and ev.ts < last - lateness
+        anchor = last if too_late and last is not None else ev.ts
+        pool = [*accepted, Ev(anchor, ev.cents, ev.merchant)]
+        counts, sums = [], []
+        for w in USER_WINDOWS:
+            hi = anchor // w.bucket_ms
+            inside = [e for e in pool if hi - w.n_buckets < e.ts // w.bucket_ms <= hi]
+            counts.append(len(inside))
+            sums.append(sum(e.cents for e in inside))
+        w = DISTINCT_MERCHANTS_WINDOW
+        hi = anchor // w.bucket_ms
+        distinct = len(
+            {e.merchant for e in pool if hi - w.n_buckets < e.ts // w.bucket_ms <= hi}
+        )
+        if last is None:
+            since = NO_PREVIOUS
+        else:
+            since = (ev.ts - last) / 1000.0 if ev.ts >= last else 0.0
+        out.append((tuple(counts), tuple(sums), distinct, since, too_late))
+        if not too_late:
+            accepted.append(ev)
+            last = ev.ts if last is None else max(last, ev.ts)
+    return out
+
+
+# Steps mostly forward (seconds to days), sometimes backwards (within and beyond lateness).
+step = st.one_of(
+    st.integers(0, 90) .map(lambda s: s * 1000),
+    st.integers(1, 180).map(lambda m: m * MINUTE_MS),
+    st.integers(1, 40).map(lambda h: h * HOUR_MS),
+    st.integers(1, 20).map(lambda m: -m * MINUTE_MS),
+)
+event_stream = st.lists(
+    st.tuples(step, st.integers(1, 500_00), st.sampled_from(["m1", "m2", "m3", "m4", "m5"])),
+    min_size=1,
+    max_size=120,
+)
+
+
+def to_events(raw: list[tuple[int, int, str]]) -> list[Ev]:
+    ts = T0
+    events = []
+    for delta, cents, merchant in raw:
+        ts += delta
+        events.append(Ev(ts, cents, merchant))
+    return events
+
+
+@settings(max_examples=300, deadline=None)
+@given(event_stream, st.sampled_from([0, LATENESS, 2 * HOUR_MS]))
+def test_user_windows_equal_brute_force(raw: list[tuple[int, int, str]], lateness: int) -> None:
+    events = to_events(raw)
+    expected = brute_force_user(events, lateness)
+    state = UserWindows()
+    for ev, want in zip(events, expected, strict=True):
+        got = state.observe(ev.ts, ev.cents, ev.merchant, lateness)
+        assert (
+            got.counts,
+            got.sums_cents,
+            got.distinct_merchants,
+            got.seconds_since_prev,
+            got.too_late,
+        ) == want
+
+
+@settings(max_examples=100, deadline=None)
+@given(event_stream, st.integers(0, 119))
+def test_state_survives_serialisation(raw: list[tuple[int, int, str]], cut: int) -> None:
+    """A worker restored from its changelog continues exactly as one that never stopped."""
+    events = to_events(raw)
+    cut = min(cut, len(events))
+    straight, restored = UserWindows(), UserWindows()
+    for ev in events[:cut]:
+        straight.observe(ev.ts, ev.cents, ev.merchant, LATENESS)
+        restored.observe(ev.ts, ev.cents, ev.merchant, LATENESS)
+    restored = UserWindows.from_json(json.loads(json.dumps(restored.to_json())))
+    for ev in events[cut:]:
+        assert straight.observe(ev.ts, ev.cents, ev.merchant, LATENESS) == restored.observe(
+            ev.ts, ev.cents, ev.merchant, LATENESS
+        )
+
+
+def test_state_is_bounded_by_the_windows() -> None:
+    """Ten transactions a day for a year keep at most a window's worth of buckets."""
+    state = UserWindows()
+    for i in range(3650):
+        state.observe(T0 + i * 144 * MINUTE_MS, 1000, f"m{i % 50}", LATENESS)
+    # 60 minute + 24 hour + 30 day buckets, plus the lateness margin on each level.
+    assert state.bucket_count() <= (60 + 10 + 1) + (24 + 1 + 1) + (30 + 1 + 1)
+    assert len(json.dumps(state.to_json())) < 8000
+
+
+def test_first_transaction_and_late_flag() -> None:
+    state = UserWindows()
+    first = state.observe(T0, 1234, "m1", LATENESS)
+    assert first.counts == (1, 1, 1, 1)
+    assert first.sums_cents == (1234,) * 4
+    assert first.seconds_since_prev == NO_PREVIOUS
+    state.observe(T0 + 2 * HOUR_MS, 100, "m2", LATENESS)
+    within = state.observe(T0 + 2 * HOUR_MS - 5 * MINUTE_MS, 100, "m3", LATENESS)
+    assert not within.too_late
+    # Anchored at its own time: the later (already seen) 02:00 one is not in its windows.
+    assert within.counts[0] == 1
+    assert within.counts[1] == 2  # 24 h: the first one and itself
+    beyond = state.observe(T0 + HOUR_MS, 100, "m4", LATENESS)
+    assert beyond.too_late
+    # Too late: not stored, so the next in-order transaction does not see it.
+    after = state.observe(T0 + 2 * HOUR_MS + MINUTE_MS, 100, "m5", LATENESS)
+    assert after.counts[1] == 4  # first, m2, m3, m5 in 24 h; not m4
+    assert after.distinct_merchants == 4
+
+
+def brute_force_merchant(events: list[Ev], ts: int, merchant: str) -> tuple[int, ...]:
+    boundary = snapshot_boundary(ts)
+    return tuple(
+        sum(
+            1
+            for e in events
+            if e.merchant == merchant and boundary - w.hours * HOUR_MS <= e.ts < boundary
+        )
+        for w in MERCHANT_WINDOWS
+    )
+
+
+merchant_steps = st.lists(
+    st.tuples(
+        st.one_of(
+            st.integers(0, 59).map(lambda m: m * MINUTE_MS),
+            st.integers(1, 30).map(lambda h: h * HOUR_MS),
+            st.integers(1, 40).map(lambda d: d * 24 * HOUR_MS),
+        ),
+        st.sampled_from(["a", "b", "c"]),
+    ),
+    min_size=1,
+    max_size=150,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(merchant_steps)
+def test_merchant_counts_equal_brute_force(raw: list[tuple[int, str]]) -> None:
+    counts = MerchantCounts()
+    seen: list[Ev] = []
+    ts = T0
+    for delta, merchant in raw:
+        ts += delta
+        boundary = snapshot_boundary(ts)
+        if counts.boundary_ms is None or boundary > counts.boundary_ms:
+            counts.advance(boundary)
+        assert counts.lookup(merchant) == brute_force_merchant(seen, ts, merchant)
+        counts.add(merchant, ts)
+        seen.append(Ev(ts, 0, merchant))
+    assert counts.stored_hours() <= MERCHANT_WINDOWS[-1].hours + 2
+    snap = counts.snapshot()
+    assert all(any(v) for v in snap.values())
+
+
+def test_merchant_event_behind_a_closed_snapshot_is_counted_late() -> None:
+    counts = MerchantCounts()
+    counts.advance(snapshot_boundary(T0 + 5 * HOUR_MS))
+    assert counts.add("a", T0) is False
+    assert counts.late_events == 1
+
+
+def tx(i: int, when: datetime, amount: float, user: str = "u1", merchant: str = "m1") -> Transaction:
+    return Transaction(
+        transaction_id=f"t{i}", user_id=user, merchant_id=merchant, amount=amount, timestamp=when
+    )
+
+
+def test_feature_vector_layout_and_values() -> None:
+    start = datetime(2024, 3, 2, 3, 0, tzinfo=UTC)  # a Saturday, 03:00 → weekend and night
+    builder = FeatureBuilder()
+    rows = builder.build(
+        [
+            tx(0, start, 10.0),
+            tx(1, start + timedelta(minutes=30), 30.0, merchant="m2"),
+            tx(2, start + timedelta(hours=3), 20.0, user="u2", merchant="m1"),
+        ]
+    )
+    assert rows.matrix.shape == (3, len(FEATURE_NAMES))
+    f = dict(zip(FEATURE_NAMES, rows.matrix[1], strict=True))
+    assert f["amount"] == 30.0
+    assert f["user_tx_count_1h"] == 2.0
+    assert f["user_amount_sum_24h"] == 40.0
+    assert f["user_amount_mean_30d"] == 20.0
+    assert f["user_amount_to_mean_30d"] == 1.5
+    assert f["user_seconds_since_prev"] == 1800.0
+    assert f["user_distinct_merchants_24h"] == 2.0
+    assert (f["hour_of_day"], f["is_weekend"], f["is_night"]) == (3.0, 1.0, 1.0)
+    # m1's snapshot for a 06:00 transaction is the 05:00 boundary: it holds the 03:00 one.
+    g = dict(zip(FEATURE_NAMES, rows.matrix[2], strict=True))
+    assert (g["merchant_tx_count_1d"], g["merchant_tx_count_30d"]) == (1.0, 1.0)
+    assert g["user_seconds_since_prev"] == NO_PREVIOUS
+    assert not rows.too_late.any()
+
+
+def test_local_time_features_use_the_transaction_offset() -> None:
+    from datetime import timezone
+
+    plus_nine = timezone(timedelta(hours=9))
+    row, _ = FeatureBuilder().observe(tx(0, datetime(2024, 3, 4, 2, 0, tzinfo=plus_nine), 5.0))
+    f = dict(zip(FEATURE_NAMES, row, strict=True))
+    assert (f["hour_of_day"], f["is_night"], f["is_weekend"]) == (2.0, 1.0, 0.0)
+
+
+def test_builder_refuses_out_of_order_merchant_snapshots() -> None:
+    start = datetime(2024, 3, 2, 12, 0, tzinfo=UTC)
+    builder = FeatureBuilder()
+    builder.observe(tx(0, start, 5.0))
+    with pytest.raises(InputError, match="event-time order"):
+        builder.observe(tx(1, start - timedelta(hours=3), 5.0, user="u9"))
+
+
+def test_assemble_matches_names() -> None:
+    values = UserWindows().observe(T0, 500, "m", LATENESS)
+    row = assemble(tx(0, datetime(2024, 3, 1, tzinfo=UTC), 5.0), values, (0, 0, 0))
+    assert len(row) == len(FEATURE_NAMES)
