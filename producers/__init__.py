@@ -1,0 +1,1 @@
+"""Producers: sources of events (synthetic labelled card traffic) for training, demos and tests."""
