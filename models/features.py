@@ -3,7 +3,8 @@
 A feature vector is assembled from three parts, each defined in its own module:
 * the transaction itself (amount, hour of day, weekend and night flags, in its own UTC offset),
 * the user's windows (`models.user_window`), exact up to and including the transaction,
-* the merchant's counts at the snapshot boundary behind it (`models.merchant_window`).
+* the merchant's counts and fraud rate (from labels known by then) at the snapshot boundary
+  behind it (`models.merchant_window`).
 
 `FeatureBuilder` runs both kinds of state over transactions in order; it is what offline
 training and scoring use, and the stream calls the same `UserWindows.observe`, `snapshot_boundary`
@@ -12,12 +13,17 @@ and `assemble` per transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from models.merchant_window import MERCHANT_WINDOWS, MerchantCounts, snapshot_boundary
+from models.merchant_window import (
+    MERCHANT_WINDOWS,
+    MerchantCounts,
+    MerchantValues,
+    snapshot_boundary,
+)
 from models.user_window import (
     DEFAULT_ALLOWED_LATENESS_MS,
     USER_WINDOWS,
@@ -25,7 +31,7 @@ from models.user_window import (
     UserWindowValues,
 )
 from schemas.errors import InputError
-from schemas.events import Transaction, epoch_ms
+from schemas.events import Label, Transaction, epoch_ms
 
 NIGHT_END_HOUR = 6
 """Transactions from 00:00 to 05:59 local time are night transactions."""
@@ -48,6 +54,7 @@ def _names() -> tuple[str, ...]:
         "is_night",
     ]
     names += [f"merchant_tx_count_{window.name}" for window in MERCHANT_WINDOWS]
+    names += [f"merchant_fraud_rate_{window.name}" for window in MERCHANT_WINDOWS]
     return tuple(names)
 
 
@@ -62,9 +69,7 @@ def amount_cents(amount: float) -> int:
     return round(amount * 100)
 
 
-def assemble(
-    tx: Transaction, user: UserWindowValues, merchant_counts: Sequence[int]
-) -> list[float]:
+def assemble(tx: Transaction, user: UserWindowValues, merchant: MerchantValues) -> list[float]:
     """The feature vector of one transaction, in FEATURE_NAMES order."""
     amount = amount_cents(tx.amount) / 100.0
     row = [amount]
@@ -81,7 +86,8 @@ def assemble(
         1.0 if local.weekday() >= 5 else 0.0,
         1.0 if local.hour < NIGHT_END_HOUR else 0.0,
     ]
-    row += [float(c) for c in merchant_counts]
+    row += [float(c) for c in merchant.tx_counts]
+    row += merchant.fraud_rates()
     return row
 
 
@@ -98,10 +104,17 @@ class FeatureBuilder:
 
     Feed transactions in event-time order (as `fraudstream score` and training do): then every
     merchant snapshot a transaction needs is final when it is used, exactly as in the stream.
+    `fraud_labels` (transaction id -> labeled_at in ms) feeds the merchant risk features; each
+    label only counts from the first snapshot boundary after its `labeled_at`.
     """
 
-    def __init__(self, allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS) -> None:
+    def __init__(
+        self,
+        allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
+        fraud_labels: Mapping[str, int] | None = None,
+    ) -> None:
         self.allowed_lateness_ms = allowed_lateness_ms
+        self.fraud_labels = fraud_labels or {}
         self.users: dict[str, UserWindows] = {}
         self.merchants = MerchantCounts()
 
@@ -120,9 +133,12 @@ class FeatureBuilder:
                 f"transaction {tx.transaction_id} needs the merchant snapshot at {boundary}, "
                 f"older than the current one ({current}): feed transactions in event-time order"
             )
-        counts = self.merchants.lookup(tx.merchant_id)
+        merchant = self.merchants.lookup(tx.merchant_id)
         self.merchants.add(tx.merchant_id, ts)
-        return assemble(tx, user, counts), user.too_late
+        labeled_at = self.fraud_labels.get(tx.transaction_id)
+        if labeled_at is not None:
+            self.merchants.add_fraud_label(tx.merchant_id, ts, labeled_at)
+        return assemble(tx, user, merchant), user.too_late
 
     def build(self, transactions: Iterable[Transaction]) -> FeatureRows:
         rows: list[list[float]] = []
@@ -133,6 +149,16 @@ class FeatureBuilder:
             late.append(too_late)
         matrix = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
         return FeatureRows(matrix=matrix, too_late=np.asarray(late, dtype=bool))
+
+
+def fraud_label_times(labels: Iterable[Label]) -> dict[str, int]:
+    """transaction id -> when its fraud became known (ms); a label without a time counts as
+    known from the transaction's own time on."""
+    return {
+        label.transaction_id: epoch_ms(label.labeled_at) if label.labeled_at else 0
+        for label in labels
+        if label.is_fraud
+    }
 
 
 def sort_by_event_time(transactions: Sequence[Transaction]) -> list[Transaction]:

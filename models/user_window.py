@@ -18,6 +18,7 @@ bounded by the windows, not by the user's history.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,7 @@ _LEVEL_SPAN: tuple[int, ...] = tuple(
 )
 _WINDOW_LEVEL: tuple[int, ...] = tuple(_LEVEL_BUCKETS.index(w.bucket_ms) for w in USER_WINDOWS)
 _MERCHANT_LEVEL = _LEVEL_BUCKETS.index(DISTINCT_MERCHANTS_WINDOW.bucket_ms)
+_DISTINCT_INDEX = USER_WINDOWS.index(DISTINCT_MERCHANTS_WINDOW)
 
 NO_PREVIOUS = -1.0
 """`seconds_since_prev` of a user's first transaction."""
@@ -77,13 +79,20 @@ class UserWindowValues:
 
 
 class UserWindows:
-    """Incremental window state of one user. Serialisable with `to_json` / `from_json`."""
+    """Incremental window state of one user. Serialisable with `to_json` / `from_json`.
 
-    __slots__ = ("last_ts", "levels")
+    Buckets per level are the source of truth. On top of them each window keeps a running
+    (count, cents) anchored at the newest event, slid forward as time advances, so an in-order
+    transaction costs O(1) amortised; an out-of-order one scans the few stored buckets.
+    """
+
+    __slots__ = ("_merchant_run", "_run", "last_ts", "levels")
 
     def __init__(self) -> None:
         self.last_ts: int | None = None
         self.levels: list[dict[int, Bucket]] = [{} for _ in _LEVEL_BUCKETS]
+        self._run: list[list[int]] | None = None  # per window: [hi bucket, count, cents]
+        self._merchant_run: Counter[str] = Counter()  # merchant -> hour buckets holding it
 
     # -- the one operation ------------------------------------------------------------------
     def observe(
@@ -95,20 +104,32 @@ class UserWindows:
     ) -> UserWindowValues:
         """Window values for a transaction, including it; stores it unless it is too late."""
         last = self.last_ts
-        too_late = last is not None and ts_ms < last - allowed_lateness_ms
-        anchor = last if too_late and last is not None else ts_ms
-        if last is None:
-            since_prev = NO_PREVIOUS
+        if last is None or ts_ms >= last:
+            since = NO_PREVIOUS if last is None else (ts_ms - last) / 1000.0
+            run = self._slide(ts_ms)
+            self._store(ts_ms, amount_cents, merchant_id, allowed_lateness_ms)
+            return UserWindowValues(
+                counts=tuple(r[1] for r in run),
+                sums_cents=tuple(r[2] for r in run),
+                distinct_merchants=len(self._merchant_run),
+                seconds_since_prev=since,
+                too_late=False,
+            )
+        too_late = ts_ms < last - allowed_lateness_ms
+        if too_late:
+            # Anchored at the newest event: exactly the running windows, plus this one.
+            run = self._running()
+            counts = [r[1] for r in run]
+            sums = [r[2] for r in run]
+            merchants = set(self._merchant_run)
         else:
-            since_prev = (ts_ms - last) / 1000.0 if ts_ms >= last else 0.0
-
-        counts, sums, merchants = self._aggregate(anchor)
+            counts, sums, merchants = self._aggregate(ts_ms)
         merchants.add(merchant_id)
         values = UserWindowValues(
             counts=tuple(c + 1 for c in counts),
             sums_cents=tuple(s + amount_cents for s in sums),
             distinct_merchants=len(merchants),
-            seconds_since_prev=since_prev,
+            seconds_since_prev=0.0,
             too_late=too_late,
         )
         if not too_late:
@@ -117,30 +138,78 @@ class UserWindows:
 
     # -- internals --------------------------------------------------------------------------
     def _aggregate(self, anchor: int) -> tuple[list[int], list[int], set[str]]:
+        """Scan the stored buckets for windows anchored at `anchor` (out-of-order events)."""
         counts = [0] * len(USER_WINDOWS)
         sums = [0] * len(USER_WINDOWS)
-        merchants: set[str] = set()
-        m_lo = anchor // DISTINCT_MERCHANTS_WINDOW.bucket_ms - DISTINCT_MERCHANTS_WINDOW.n_buckets
         for i, window in enumerate(USER_WINDOWS):
             hi = anchor // window.bucket_ms
             lo = hi - window.n_buckets  # exclusive
-            level = self.levels[_WINDOW_LEVEL[i]]
-            c = s = 0
-            for key, bucket in level.items():
+            for key, bucket in self.levels[_WINDOW_LEVEL[i]].items():
                 if lo < key <= hi:
-                    c += bucket[0]
-                    s += bucket[1]
-            counts[i] = c
-            sums[i] = s
+                    counts[i] += bucket[0]
+                    sums[i] += bucket[1]
+        merchants: set[str] = set()
         m_hi = anchor // DISTINCT_MERCHANTS_WINDOW.bucket_ms
+        m_lo = m_hi - DISTINCT_MERCHANTS_WINDOW.n_buckets
         for key, bucket in self.levels[_MERCHANT_LEVEL].items():
             if m_lo < key <= m_hi:
                 merchants.update(bucket[2])
         return counts, sums, merchants
 
+    def _running(self) -> list[list[int]]:
+        """The running windows, rebuilt from the buckets after a restore."""
+        if self._run is None:
+            anchor = self.last_ts if self.last_ts is not None else 0
+            counts, sums, merchants = self._aggregate(anchor)
+            self._run = [
+                [anchor // w.bucket_ms, counts[i], sums[i]] for i, w in enumerate(USER_WINDOWS)
+            ]
+            self._merchant_run = Counter()
+            m_hi = anchor // DISTINCT_MERCHANTS_WINDOW.bucket_ms
+            for key, bucket in self.levels[_MERCHANT_LEVEL].items():
+                if m_hi - DISTINCT_MERCHANTS_WINDOW.n_buckets < key <= m_hi:
+                    self._merchant_run.update(bucket[2])
+            del merchants
+        return self._run
+
+    def _slide(self, ts_ms: int) -> list[list[int]]:
+        """Move the running windows forward to an anchor at `ts_ms` (>= the newest event)."""
+        run = self._running()
+        for i, window in enumerate(USER_WINDOWS):
+            entry = run[i]
+            hi_new = ts_ms // window.bucket_ms
+            shift = hi_new - entry[0]
+            if shift == 0:
+                continue
+            n = window.n_buckets
+            level = self.levels[_WINDOW_LEVEL[i]]
+            is_merchant_window = window is DISTINCT_MERCHANTS_WINDOW
+            if shift >= n:
+                entry[1] = entry[2] = 0
+                if is_merchant_window:
+                    self._merchant_run.clear()
+            else:
+                # Buckets leaving the window: keys in (old lo, new lo]. Walk whichever is
+                # shorter, that key range or the (small) level itself.
+                old_lo, new_lo = entry[0] - n, hi_new - n
+                if shift < len(level):
+                    leaving = [level[k] for k in range(old_lo + 1, new_lo + 1) if k in level]
+                else:
+                    leaving = [b for k, b in level.items() if old_lo < k <= new_lo]
+                for bucket in leaving:
+                    entry[1] -= bucket[0]
+                    entry[2] -= bucket[1]
+                    if is_merchant_window:
+                        self._merchant_run.subtract(bucket[2])
+                if is_merchant_window and leaving:
+                    self._merchant_run = +self._merchant_run
+            entry[0] = hi_new
+        return run
+
     def _store(self, ts_ms: int, amount_cents: int, merchant_id: str, lateness_ms: int) -> None:
         if self.last_ts is None or ts_ms > self.last_ts:
             self.last_ts = ts_ms
+        run = self._running()
         horizon = self.last_ts - lateness_ms
         for index, bucket_ms in enumerate(_LEVEL_BUCKETS):
             level = self.levels[index]
@@ -149,14 +218,24 @@ class UserWindows:
             if bucket is None:
                 bucket = [0, 0, []] if index == _MERCHANT_LEVEL else [0, 0]
                 level[key] = bucket
-                # A new bucket is the only moment the level can have outgrown its span.
+                # A new bucket is the only moment the level can have outgrown its span; keys
+                # arrive mostly in order, so the first key tells whether anything is stale.
                 oldest = horizon // bucket_ms - _LEVEL_SPAN[index] + 1
-                for stale in [k for k in level if k < oldest]:
-                    del level[stale]
+                if next(iter(level)) < oldest:
+                    for stale in [k for k in level if k < oldest]:
+                        del level[stale]
             bucket[0] += 1
             bucket[1] += amount_cents
             if index == _MERCHANT_LEVEL and merchant_id not in bucket[2]:
                 bucket[2].append(merchant_id)
+                m_hi = run[_DISTINCT_INDEX][0]
+                if m_hi - DISTINCT_MERCHANTS_WINDOW.n_buckets < key <= m_hi:
+                    self._merchant_run[merchant_id] += 1
+        for i, window in enumerate(USER_WINDOWS):
+            entry = run[i]
+            if entry[0] - window.n_buckets < ts_ms // window.bucket_ms <= entry[0]:
+                entry[1] += 1
+                entry[2] += amount_cents
 
     # -- serialisation (Faust table values) -------------------------------------------------
     def to_json(self) -> list[Any]:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.features import FEATURE_NAMES, FeatureBuilder, assemble
-from models.merchant_window import MERCHANT_WINDOWS, MerchantCounts, snapshot_boundary
+from models.merchant_window import EMPTY, MERCHANT_WINDOWS, MerchantCounts, snapshot_boundary
 from models.user_window import (
     DISTINCT_MERCHANTS_WINDOW,
     HOUR_MS,
@@ -51,12 +51,9 @@ def brute_force_user(events: list[Ev], lateness: int) -> list[tuple]:
             sums.append(sum(e.cents for e in inside))
         w = DISTINCT_MERCHANTS_WINDOW
         hi = anchor // w.bucket_ms
-        distinct = len(
-            {e.merchant for e in pool if hi - w.n_buckets < e.ts // w.bucket_ms <= hi}
-        )
-        if last is None:
-            since = NO_PREVIOUS
-        else:
+        distinct = len({e.merchant for e in pool if hi - w.n_buckets < e.ts // w.bucket_ms <= hi})
+        since = NO_PREVIOUS
+        if last is not None:
             since = (ev.ts - last) / 1000.0 if ev.ts >= last else 0.0
         out.append((tuple(counts), tuple(sums), distinct, since, too_late))
         if not too_late:
@@ -67,7 +64,7 @@ def brute_force_user(events: list[Ev], lateness: int) -> list[tuple]:
 
 # Steps mostly forward (seconds to days), sometimes backwards (within and beyond lateness).
 step = st.one_of(
-    st.integers(0, 90) .map(lambda s: s * 1000),
+    st.integers(0, 90).map(lambda s: s * 1000),
     st.integers(1, 180).map(lambda m: m * MINUTE_MS),
     st.integers(1, 40).map(lambda h: h * HOUR_MS),
     st.integers(1, 20).map(lambda m: -m * MINUTE_MS),
@@ -152,16 +149,21 @@ def test_first_transaction_and_late_flag() -> None:
     assert after.distinct_merchants == 4
 
 
-def brute_force_merchant(events: list[Ev], ts: int, merchant: str) -> tuple[int, ...]:
+def brute_force_merchant(
+    events: list[tuple[int, str, int | None]], ts: int, merchant: str
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(tx counts, fraud counts known at the boundary) per window, from the definition."""
     boundary = snapshot_boundary(ts)
-    return tuple(
-        sum(
-            1
-            for e in events
-            if e.merchant == merchant and boundary - w.hours * HOUR_MS <= e.ts < boundary
-        )
-        for w in MERCHANT_WINDOWS
-    )
+    counts, frauds = [], []
+    for w in MERCHANT_WINDOWS:
+        inside = [
+            labeled
+            for t, m, labeled in events
+            if m == merchant and boundary - w.hours * HOUR_MS <= t < boundary
+        ]
+        counts.append(len(inside))
+        frauds.append(sum(1 for labeled in inside if labeled is not None and labeled < boundary))
+    return tuple(counts), tuple(frauds)
 
 
 merchant_steps = st.lists(
@@ -172,29 +174,48 @@ merchant_steps = st.lists(
             st.integers(1, 40).map(lambda d: d * 24 * HOUR_MS),
         ),
         st.sampled_from(["a", "b", "c"]),
+        # None: genuine; otherwise the fraud's reporting delay (minutes to weeks).
+        st.one_of(st.none(), st.integers(1, 60 * 24 * 20).map(lambda m: m * MINUTE_MS)),
     ),
     min_size=1,
     max_size=150,
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(merchant_steps)
-def test_merchant_counts_equal_brute_force(raw: list[tuple[int, str]]) -> None:
+def test_merchant_counts_equal_brute_force(raw: list[tuple[int, str, int | None]]) -> None:
     counts = MerchantCounts()
-    seen: list[Ev] = []
+    seen: list[tuple[int, str, int | None]] = []
     ts = T0
-    for delta, merchant in raw:
+    for delta, merchant, delay in raw:
         ts += delta
         boundary = snapshot_boundary(ts)
         if counts.boundary_ms is None or boundary > counts.boundary_ms:
             counts.advance(boundary)
-        assert counts.lookup(merchant) == brute_force_merchant(seen, ts, merchant)
+        got = counts.lookup(merchant)
+        assert (got.tx_counts, got.fraud_counts) == brute_force_merchant(seen, ts, merchant)
         counts.add(merchant, ts)
-        seen.append(Ev(ts, 0, merchant))
+        labeled = None if delay is None else ts + delay
+        if labeled is not None:
+            counts.add_fraud_label(merchant, ts, labeled)
+        seen.append((ts, merchant, labeled))
+    assert counts.late_labels == 0
     assert counts.stored_hours() <= MERCHANT_WINDOWS[-1].hours + 2
-    snap = counts.snapshot()
-    assert all(any(v) for v in snap.values())
+    assert all(v.fraud_counts <= v.tx_counts for v in counts.snapshot().values())
+
+
+def test_a_late_fraud_label_counts_from_the_next_boundary() -> None:
+    counts = MerchantCounts()
+    counts.advance(snapshot_boundary(T0))
+    counts.add("a", T0)
+    counts.advance(snapshot_boundary(T0 + 5 * HOUR_MS))
+    assert counts.lookup("a").fraud_counts == (0, 0, 0)
+    counts.add_fraud_label("a", T0, T0 + HOUR_MS)  # known long before the current boundary
+    assert counts.late_labels == 1
+    counts.advance(snapshot_boundary(T0 + 6 * HOUR_MS))
+    assert counts.lookup("a").fraud_counts == (1, 1, 1)
+    assert counts.lookup("a").fraud_rates() == (1.0, 1.0, 1.0)
 
 
 def test_merchant_event_behind_a_closed_snapshot_is_counted_late() -> None:
@@ -204,7 +225,9 @@ def test_merchant_event_behind_a_closed_snapshot_is_counted_late() -> None:
     assert counts.late_events == 1
 
 
-def tx(i: int, when: datetime, amount: float, user: str = "u1", merchant: str = "m1") -> Transaction:
+def tx(
+    i: int, when: datetime, amount: float, user: str = "u1", merchant: str = "m1"
+) -> Transaction:
     return Transaction(
         transaction_id=f"t{i}", user_id=user, merchant_id=merchant, amount=amount, timestamp=when
     )
@@ -237,6 +260,27 @@ def test_feature_vector_layout_and_values() -> None:
     assert not rows.too_late.any()
 
 
+def test_merchant_fraud_rate_uses_only_labels_known_at_the_boundary() -> None:
+    start = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
+    reported = epoch_ms(start + timedelta(hours=5, minutes=30))  # known from 15:30
+    builder = FeatureBuilder(fraud_labels={"t0": reported})
+    txs = [
+        tx(0, start, 10.0, user="u1"),
+        tx(1, start + timedelta(hours=1), 10.0, user="u2"),
+        tx(2, start + timedelta(hours=6, minutes=59), 10.0, user="u3"),  # boundary 15:00
+        tx(3, start + timedelta(hours=7), 10.0, user="u4"),  # boundary 16:00
+    ]
+    rows = builder.build(txs).matrix
+    rate = FEATURE_NAMES.index("merchant_fraud_rate_1d")
+    count = FEATURE_NAMES.index("merchant_tx_count_1d")
+    assert rows[0, rate] == 0.0  # its own label is never visible to it
+    assert rows[2, rate] == 0.0  # boundary 15:00 < labeled_at: not known yet
+    assert rows[2, count] == 2.0
+    # Boundary 16:00: t0 and t1 are in the window (t2 at 16:59 is not), t0 is known as fraud.
+    assert rows[3, count] == 2.0
+    assert rows[3, rate] == 0.5
+
+
 def test_local_time_features_use_the_transaction_offset() -> None:
     from datetime import timezone
 
@@ -256,5 +300,5 @@ def test_builder_refuses_out_of_order_merchant_snapshots() -> None:
 
 def test_assemble_matches_names() -> None:
     values = UserWindows().observe(T0, 500, "m", LATENESS)
-    row = assemble(tx(0, datetime(2024, 3, 1, tzinfo=UTC), 5.0), values, (0, 0, 0))
+    row = assemble(tx(0, datetime(2024, 3, 1, tzinfo=UTC), 5.0), values, EMPTY)
     assert len(row) == len(FEATURE_NAMES)

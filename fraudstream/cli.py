@@ -1,0 +1,498 @@
+"""The `fraudstream` command line. Thin: parse, read settings, call the core, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from fraudstream.settings import Settings, env_var
+from schemas.errors import FraudstreamError, InputError
+from schemas.events import FraudScore, Label, Transaction, epoch_ms
+from schemas.jsonl import ReadResult, read_events, write_events
+
+app = typer.Typer(
+    name="fraudstream",
+    help="Real-time fraud scoring on Kafka: simulate, train, score, evaluate, stream.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(
+    help="The model registry: list, show, promote, roll back.", no_args_is_help=True
+)
+schemas_app = typer.Typer(help="Event schemas (JSON Schema export).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(schemas_app, name="schemas")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result.")]
+SkipInvalid = Annotated[
+    bool,
+    typer.Option("--skip-invalid", help="Skip (and count) malformed lines instead of stopping."),
+]
+
+
+def _registry_option() -> Any:
+    return typer.Option(
+        "--registry", help=f"Model registry directory [env: {env_var('registry_dir')}]."
+    )
+
+
+RegistryOpt = Annotated[Path | None, _registry_option()]
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _emit(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def _read(path: Path, model: type[Any], skip_invalid: bool) -> ReadResult[Any]:
+    result: ReadResult[Any] = read_events(path, model, skip_invalid=skip_invalid)
+    if result.skipped:
+        err.print(f"[yellow]skipped {result.skipped} invalid line(s) in {path}[/]")
+        for message in result.first_errors:
+            err.print(f"  {message}", markup=False)
+    if not result.records:
+        raise InputError(f"{path}: no valid {model.__name__} records")
+    return result
+
+
+def _parse_when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{option}: '{value}' is not an ISO date or datetime") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# -- schemas ----------------------------------------------------------------------------------
+@schemas_app.command("export")
+def schemas_export(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write *.schema.json to.")] = (
+        Path("schemas/json")
+    ),
+) -> None:
+    """Write the JSON Schema of every event model (committed under schemas/json/)."""
+    from schemas.export import export_schemas
+
+    for path in export_schemas(out_dir):
+        out.print(f"wrote {path}")
+
+
+# -- simulate ---------------------------------------------------------------------------------
+@app.command()
+def simulate(
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    days: Annotated[int, typer.Option(help="Number of simulated days.")] = 183,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+    start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD).")] = "2018-04-01",
+    customers: Annotated[int, typer.Option(help="Number of customers (cards).")] = 5000,
+    merchants: Annotated[int, typer.Option(help="Number of merchants (terminals).")] = 10000,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Fraud scenario, repeatable: large_amount, compromised_merchants, "
+            "compromised_customers, card_testing (drift, starts mid-way), or all. "
+            "Default: the first three."
+        ),
+    ] = None,
+    drift_day: Annotated[
+        int | None, typer.Option(help="Day card_testing starts (default: days // 2).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write labelled synthetic traffic: OUT/transactions.jsonl and OUT/labels.jsonl."""
+    from producers.simulator import DEFAULT_SCENARIOS, SCENARIOS, SimulationConfig, write_traffic
+    from producers.simulator import simulate as run_simulation
+
+    try:
+        first_day = date.fromisoformat(start)
+    except ValueError:
+        raise InputError(f"--start: '{start}' is not a date (YYYY-MM-DD)") from None
+    names: tuple[str, ...] = tuple(scenario) if scenario else DEFAULT_SCENARIOS
+    if "all" in names:
+        names = tuple(SCENARIOS)
+    config = SimulationConfig(
+        customers=customers,
+        merchants=merchants,
+        days=days,
+        start=first_day,
+        seed=seed,
+        scenarios=names,
+        drift_day=drift_day,
+    )
+    began = time.perf_counter()
+    traffic = run_simulation(config)
+    tx_path, label_path = write_traffic(traffic, out_dir)
+    summary = {
+        **traffic.summary(),
+        "transactions_file": str(tx_path),
+        "labels_file": str(label_path),
+        "seconds": round(time.perf_counter() - began, 2),
+    }
+    if as_json:
+        _emit(summary, True)
+        return
+    out.print(
+        f"wrote {len(traffic):,} transactions to {tx_path} and labels to {label_path} "
+        f"in {summary['seconds']} s"
+    )
+    for key, value in traffic.summary().items():
+        out.print(f"  {key}: {value}")
+
+
+# -- train ------------------------------------------------------------------------------------
+@app.command()
+def train(
+    transactions: Annotated[Path, typer.Option(help="Transactions JSONL.")],
+    labels: Annotated[Path, typer.Option(help="Labels JSONL.")],
+    registry: RegistryOpt = None,
+    promote: Annotated[bool, typer.Option(help="Make the new version the champion.")] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Training time (ISO); labels after it are unknown. Default: last tx."),
+    ] = None,
+    train_days: Annotated[float, typer.Option(help="Length of the training window.")] = 21.0,
+    delay_days: Annotated[
+        float, typer.Option(help="Label delay: days before --as-of left out (immature labels).")
+    ] = 7.0,
+    gap_days: Annotated[float, typer.Option(help="Gap between fit and validation.")] = 3.0,
+    valid_days: Annotated[float, typer.Option(help="Validation days (end of window).")] = 4.0,
+    skip_invalid: SkipInvalid = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a model version with the stream's feature code; optionally promote it."""
+    from models.evaluation import Costs
+    from models.registry import ModelRegistry
+    from models.training import TrainingConfig
+    from models.training import train as run_training
+
+    settings = _settings()
+    txs = _read(transactions, Transaction, skip_invalid).records
+    labs = _read(labels, Label, skip_invalid).records
+    config = TrainingConfig(
+        train_days=train_days,
+        delay_days=delay_days,
+        gap_days=gap_days,
+        valid_days=valid_days,
+        as_of=_parse_when(as_of, "--as-of"),
+        costs=Costs(
+            review=settings.cost_review,
+            missed_fraud=settings.cost_missed_fraud,
+            false_decline=settings.cost_false_decline,
+        ),
+    )
+    began = time.perf_counter()
+    result = run_training(txs, labs, config)
+    store = ModelRegistry(registry or settings.registry_dir, settings.model_name)
+    version = store.register(result.model_bytes, result.metadata)
+    if promote:
+        store.promote(version.version, reason="train --promote")
+    summary = {
+        "model_name": version.name,
+        "version": version.version,
+        "path": str(version.path),
+        "sha256": version.sha256,
+        "champion": store.champion(),
+        "thresholds": result.metadata["thresholds"],
+        "validation": result.metadata["metrics"]["validation"],
+        "training_window": result.metadata["training_window"],
+        "data": result.metadata["data"],
+        "seconds": round(time.perf_counter() - began, 2),
+    }
+    if as_json:
+        _emit(summary, True)
+        return
+    val = summary["validation"]
+    out.print(
+        f"registered {version.name} {version.version} at {version.path}"
+        + (" [bold green](champion)[/]" if promote else "")
+    )
+    out.print(
+        f"  validation: AUC {val['auc_roc']:.4f}  AP {val['average_precision']:.4f} "
+        f"({val['n_frauds']} frauds in {val['n_transactions']:,})"
+    )
+    th = summary["thresholds"]
+    out.print(f"  thresholds: review >= {th['review']:.4f}, decline >= {th['decline']:.4f}")
+
+
+# -- score ------------------------------------------------------------------------------------
+@app.command()
+def score(
+    transactions: Annotated[Path, typer.Option(help="Transactions JSONL.")],
+    out_file: Annotated[Path, typer.Option("--out", help="FraudScore JSONL to write.")],
+    registry: RegistryOpt = None,
+    version: Annotated[
+        str | None, typer.Option(help="Model version (default: the champion).")
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labels JSONL: feeds the merchant risk features, each label from its "
+            "labeled_at on (as the labels topic does in the stream)."
+        ),
+    ] = None,
+    skip_invalid: SkipInvalid = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score transactions offline in event-time order, exactly as the stream does."""
+    from models.features import fraud_label_times
+    from models.registry import ModelRegistry
+    from models.scoring import Scorer, score_offline
+
+    settings = _settings()
+    store = ModelRegistry(registry or settings.registry_dir, settings.model_name)
+    scorer = Scorer.from_loaded(store.load(version))
+    txs = _read(transactions, Transaction, skip_invalid).records
+    fraud_labels = None
+    if labels is not None:
+        fraud_labels = fraud_label_times(_read(labels, Label, skip_invalid).records)
+    else:
+        err.print(
+            "[yellow]no --labels: merchant fraud-rate features are 0 for every transaction[/]"
+        )
+    began = time.perf_counter()
+    count = write_events(out_file, score_offline(txs, scorer, fraud_labels))
+    seconds = time.perf_counter() - began
+    summary = {
+        "scored": count,
+        "model_version": scorer.version,
+        "out": str(out_file),
+        "seconds": round(seconds, 2),
+    }
+    if as_json:
+        _emit(summary, True)
+        return
+    out.print(
+        f"scored {count:,} transactions with {settings.model_name} {scorer.version} "
+        f"into {out_file} ({count / max(seconds, 1e-9):,.0f}/s)"
+    )
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+@app.command()
+def evaluate(
+    scores: Annotated[Path, typer.Option(help="FraudScore JSONL (from score or record).")],
+    labels: Annotated[Path, typer.Option(help="Labels JSONL.")],
+    report: Annotated[
+        Path | None, typer.Option(help="Directory for the report (Markdown, HTML, PNG plots).")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Only transactions at or after this time (ISO).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Only transactions before this time (ISO).")
+    ] = None,
+    skip_invalid: SkipInvalid = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """AUC, AP, precision/recall at the thresholds, card precision@100 per day, cost."""
+    import numpy as np
+
+    from models.evaluation import Costs, EvaluationInput
+    from models.evaluation import evaluate as run_evaluation
+
+    settings = _settings()
+    scored: list[FraudScore] = _read(scores, FraudScore, skip_invalid).records
+    truth = {lab.transaction_id: lab.is_fraud for lab in _read(labels, Label, skip_invalid).records}
+    lo = _parse_when(start, "--from")
+    hi = _parse_when(end, "--to")
+    rows = [
+        s
+        for s in scored
+        if s.transaction_id in truth
+        and (lo is None or s.event_time >= lo)
+        and (hi is None or s.event_time < hi)
+    ]
+    unlabelled = sum(1 for s in scored if s.transaction_id not in truth)
+    if not rows:
+        raise InputError("no scored transaction with a label in the selected period")
+    data = EvaluationInput(
+        user_id=np.array([s.user_id for s in rows]),
+        event_time_ms=np.array([epoch_ms(s.event_time) for s in rows], dtype=np.int64),
+        score=np.array([s.score for s in rows], dtype=np.float64),
+        decision=np.array([s.decision for s in rows]),
+        is_fraud=np.array([truth[s.transaction_id] for s in rows], dtype=bool),
+    )
+    costs = Costs(
+        review=settings.cost_review,
+        missed_fraud=settings.cost_missed_fraud,
+        false_decline=settings.cost_false_decline,
+    )
+    result = run_evaluation(data, costs)
+    summary = {**result.to_dict(), "unlabelled_skipped": unlabelled}
+    if report is not None:
+        from models.report import write_report
+
+        paths = write_report(data, result, report, costs)
+        summary["report"] = [str(p) for p in paths]
+    if as_json:
+        _emit(summary, True)
+        return
+    _print_evaluation(summary)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "n/a" if value is None else str(value)
+
+
+def _print_evaluation(summary: dict[str, Any]) -> None:
+    table = Table(title="evaluation", show_header=False)
+    for key in (
+        "n_transactions",
+        "n_frauds",
+        "auc_roc",
+        "average_precision",
+        "card_precision_at_k",
+        "precision_flagged",
+        "recall_flagged",
+        "precision_declined",
+        "recall_declined",
+        "review_rate",
+        "decline_rate",
+        "expected_cost",
+        "cost_no_model",
+    ):
+        if key in summary:
+            table.add_row(key, _fmt(summary[key]))
+    out.print(table)
+    for path in summary.get("report", []):
+        if path.endswith((".html", ".md")):
+            out.print(f"report: {path}")
+
+
+# -- models -----------------------------------------------------------------------------------
+def _store(registry: Path | None) -> Any:
+    from models.registry import ModelRegistry
+
+    settings = _settings()
+    return ModelRegistry(registry or settings.registry_dir, settings.model_name)
+
+
+@models_app.command("list")
+def models_list(registry: RegistryOpt = None, as_json: JsonFlag = False) -> None:
+    """List versions with their validation metrics; the champion is marked."""
+    store = _store(registry)
+    champion = store.champion()
+    rows = []
+    for name in store.list_versions():
+        meta = store.get(name).metadata
+        val = meta.get("metrics", {}).get("validation", {})
+        rows.append(
+            {
+                "version": name,
+                "champion": name == champion,
+                "registered_at": meta.get("registered_at"),
+                "auc_roc": val.get("auc_roc"),
+                "average_precision": val.get("average_precision"),
+                "trigger": meta.get("lineage", {}).get("trigger"),
+            }
+        )
+    if as_json:
+        _emit({"model_name": store.model_name, "champion": champion, "versions": rows}, True)
+        return
+    if not rows:
+        out.print(f"no versions of {store.model_name} in {store.root}")
+        return
+    table = Table(title=f"{store.model_name} in {store.root}")
+    for column in ("version", "champion", "registered_at", "AUC", "AP", "trigger"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["version"],
+            "*" if row["champion"] else "",
+            str(row["registered_at"]),
+            _fmt(row["auc_roc"]),
+            _fmt(row["average_precision"]),
+            str(row["trigger"]),
+        )
+    out.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    version: Annotated[str | None, typer.Argument(help="Version (default: champion).")] = None,
+    registry: RegistryOpt = None,
+) -> None:
+    """Print a version's metadata (checksums verified)."""
+    store = _store(registry)
+    name = version or store.champion()
+    if name is None:
+        raise InputError(f"no champion for {store.model_name}; name a version")
+    info = store.get(name)
+    sys.stdout.write(
+        json.dumps(
+            {**info.metadata, "path": str(info.path), "champion": name == store.champion()},
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="Version to make champion, e.g. v3.")],
+    registry: RegistryOpt = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "manual",
+) -> None:
+    """Make VERSION the champion."""
+    info = _store(registry).promote(version, reason=reason)
+    out.print(f"{info.name} champion is now {info.version}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    registry: RegistryOpt = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "manual",
+) -> None:
+    """Return to the previous champion."""
+    info = _store(registry).rollback(reason=reason)
+    out.print(f"{info.name} rolled back; champion is now {info.version}")
+
+
+# -- demo -------------------------------------------------------------------------------------
+@app.command()
+def demo(
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where the demo writes (default: STATE_DIR/demo).")
+    ] = None,
+) -> None:
+    """Simulate history, train the first model, score it offline and evaluate: end to end."""
+    from fraudstream.demo import run_offline_demo
+
+    settings = _settings()
+    run_offline_demo(workdir or settings.state_dir / "demo", out)
+
+
+def main() -> None:
+    try:
+        app()
+    except FraudstreamError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
