@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import UTC, date, datetime
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -34,7 +36,9 @@ app.add_typer(models_app, name="models")
 app.add_typer(schemas_app, name="schemas")
 
 out = Console()
-err = Console(stderr=True)
+# soft_wrap: Rich must not break error lines at 80 columns (pipes, CI logs); a message keeps
+# its `path:line` on one line, so it can be read, grepped and copied.
+err = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result.")]
 SkipInvalid = Annotated[
@@ -45,7 +49,9 @@ SkipInvalid = Annotated[
 
 def _registry_option() -> Any:
     return typer.Option(
-        "--registry", help=f"Model registry directory [env: {env_var('registry_dir')}]."
+        "--registry",
+        # Escaped: unescaped, Rich help takes "[env: ...]" for a markup tag and drops it.
+        help="Model registry directory " + escape(f"[env: {env_var('registry_dir')}]") + ".",
     )
 
 
@@ -53,7 +59,14 @@ RegistryOpt = Annotated[Path | None, _registry_option()]
 
 
 def _settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{env_var(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise InputError(f"invalid setting in the environment: {problems}") from None
 
 
 def _emit(result: dict[str, Any], as_json: bool) -> None:
@@ -185,8 +198,6 @@ def train(
     from models.training import train as run_training
 
     settings = _settings()
-    txs = _read(transactions, Transaction, skip_invalid).records
-    labs = _read(labels, Label, skip_invalid).records
     config = TrainingConfig(
         train_days=train_days,
         delay_days=delay_days,
@@ -199,6 +210,9 @@ def train(
             false_decline=settings.cost_false_decline,
         ),
     )
+    config.validate()  # bad options fail before the (possibly large) files are read
+    txs = _read(transactions, Transaction, skip_invalid).records
+    labs = _read(labels, Label, skip_invalid).records
     began = time.perf_counter()
     result = run_training(txs, labs, config)
     store = ModelRegistry(registry or settings.registry_dir, settings.model_name)
@@ -310,10 +324,10 @@ def evaluate(
     from models.evaluation import evaluate as run_evaluation
 
     settings = _settings()
-    scored: list[FraudScore] = _read(scores, FraudScore, skip_invalid).records
-    truth = {lab.transaction_id: lab.is_fraud for lab in _read(labels, Label, skip_invalid).records}
     lo = _parse_when(start, "--from")
     hi = _parse_when(end, "--to")
+    scored: list[FraudScore] = _read(scores, FraudScore, skip_invalid).records
+    truth = {lab.transaction_id: lab.is_fraud for lab in _read(labels, Label, skip_invalid).records}
     rows = [
         s
         for s in scored
@@ -395,7 +409,12 @@ def models_list(registry: RegistryOpt = None, as_json: JsonFlag = False) -> None
     champion = store.champion()
     rows = []
     for name in store.list_versions():
-        meta = store.get(name).metadata
+        try:
+            meta = store.get(name).metadata
+        except FraudstreamError as exc:
+            # One damaged version must not hide the others; it is listed as invalid.
+            rows.append({"version": name, "champion": name == champion, "invalid": str(exc)})
+            continue
         val = meta.get("metrics", {}).get("validation", {})
         rows.append(
             {
@@ -417,6 +436,9 @@ def models_list(registry: RegistryOpt = None, as_json: JsonFlag = False) -> None
     for column in ("version", "champion", "registered_at", "AUC", "AP", "trigger"):
         table.add_column(column)
     for row in rows:
+        if "invalid" in row:
+            table.add_row(row["version"], "*" if row["champion"] else "", "[red]INVALID[/]")
+            continue
         table.add_row(
             row["version"],
             "*" if row["champion"] else "",
@@ -484,10 +506,21 @@ def demo(
 
 
 def main() -> None:
+    # XGBoost's OpenMP threads spin while idle by default, which starves the other process
+    # (a worker, the broker) on a small machine; passive waiting costs nothing measurable.
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     try:
         app()
     except FraudstreamError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
+    except OSError as exc:
+        # A path the user gave cannot be written or read (a file where a directory is
+        # expected, disk full, permissions): report it, no traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        err.print(
+            f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", highlight=False
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

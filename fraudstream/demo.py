@@ -24,7 +24,7 @@ from schemas.events import FraudScore, Label, Transaction, epoch_ms
 from schemas.jsonl import read_events, write_events
 
 DEMO_START = date(2018, 4, 1)
-DEMO_DAYS = 70
+DEMO_DAYS = 60
 TEST_DAYS = 14
 
 
@@ -35,7 +35,7 @@ def run_offline_demo(workdir: Path, console: Console) -> None:
 
     console.print(f"1/4 simulating {DEMO_DAYS} days of card traffic ...")
     traffic = simulate(
-        SimulationConfig(customers=2000, merchants=4000, days=DEMO_DAYS, start=DEMO_START, seed=7)
+        SimulationConfig(customers=1000, merchants=2000, days=DEMO_DAYS, start=DEMO_START, seed=7)
     )
     tx_path, label_path = write_traffic(traffic, workdir / "data")
     summary = traffic.summary()

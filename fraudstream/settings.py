@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FRAUD_"
@@ -36,6 +37,55 @@ class Settings(BaseSettings):
 
     # Kafka (used by the streaming side).
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        None, description="SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA certificate file for SSL.")
+    broker_port: int = Field(
+        9092, ge=1, le=65535, description="Port of the embedded broker (`fraudstream broker`)."
+    )
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions per topic when creating.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor when creating.")
+
+    # Topic names.
+    topic_transactions: str = Field("transactions", description="Incoming transactions.")
+    topic_scores: str = Field("fraud-scores", description="Published FraudScore events.")
+    topic_labels: str = Field("labels", description="Fraud/genuine labels.")
+    topic_drift: str = Field("drift-events", description="DriftEvent notifications.")
+    topic_model_updates: str = Field("model-updates", description="ModelUpdate notifications.")
+    topic_dlq: str = Field("transactions-dlq", description="Dead letters of bad transactions.")
+
+    def topics(self) -> dict[str, str]:
+        """Role -> topic name, for every topic the system uses."""
+        return {
+            "transactions": self.topic_transactions,
+            "fraud-scores": self.topic_scores,
+            "labels": self.topic_labels,
+            "drift-events": self.topic_drift,
+            "model-updates": self.topic_model_updates,
+            "transactions-dlq": self.topic_dlq,
+        }
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka (confluent-kafka) connection settings, security included."""
+        config = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            config["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password is not None:
+            config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile is not None:
+            config["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        return config
 
 
 def env_var(field: str) -> str:

@@ -88,8 +88,11 @@ class ModelRegistry:
     # -- writing ----------------------------------------------------------------------------
     def register(self, model_bytes: bytes, metadata: dict[str, Any]) -> ModelVersion:
         """Store a new version (XGBoost UBJSON bytes + metadata); returns it, not promoted."""
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.base, prefix=".incoming-"))
+        try:
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=self.base, prefix=".incoming-"))
+        except OSError as exc:
+            raise RegistryError(f"cannot write to the registry {self.base}: {exc}") from None
         try:
             while True:
                 version = f"v{self._next_number()}"
@@ -229,7 +232,10 @@ class ModelRegistry:
                     f"{path / name}: checksum mismatch (expected {expected.get(name)}, "
                     f"got {actual}); refusing to use a modified model"
                 )
-        metadata = json.loads(meta_bytes)
+        try:
+            metadata = json.loads(meta_bytes)
+        except ValueError as exc:
+            raise RegistryError(f"{path / METADATA_FILE}: not valid JSON ({exc})") from None
         info = ModelVersion(
             name=self.model_name,
             version=version,

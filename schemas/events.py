@@ -7,6 +7,7 @@ Invalid input is rejected here with a message, and the stream turns it into a de
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -14,6 +15,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -26,6 +28,33 @@ MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 _EPOCH = MIN_TIME
 _MS = timedelta(milliseconds=1)
+_MINUTE = timedelta(minutes=1)
+
+
+def _whole_minute_offset(value: datetime) -> datetime:
+    # JSON keeps only hours and minutes of the offset: "+00:19:32" would come back as "+00:19",
+    # silently moving the instant. Only Python callers can build such values (old zoneinfo LMT).
+    offset = value.utcoffset()
+    if offset is not None and offset % _MINUTE:
+        raise ValueError(f"UTC offset {offset} is not a whole number of minutes")
+    return value
+
+
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+def _rfc3339_text(value: object) -> object:
+    """Timestamps in JSON must be RFC 3339 text with an offset (no epoch numbers, no '+0100')."""
+    if isinstance(value, str):
+        if not _RFC3339.match(value):
+            raise ValueError(
+                "must be an RFC 3339 timestamp with an offset, e.g. 2024-03-01T12:00:00Z"
+            )
+        return datetime.fromisoformat(value.upper())
+    return value
 
 
 def _in_time_range(value: datetime) -> datetime:
@@ -45,14 +74,22 @@ Identifier = Annotated[
 ]
 """Opaque identifiers (transaction, user, merchant, model): short, printable, no spaces."""
 
-EventTime = Annotated[AwareDatetime, AfterValidator(_in_time_range)]
+EventTime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_rfc3339_text),
+    AfterValidator(_whole_minute_offset),
+    AfterValidator(_in_time_range),
+]
 """RFC 3339 timestamp with an explicit offset (naive timestamps are rejected)."""
 
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 MerchantCategory = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ShortText = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+"""Free text without control characters (no log injection through newlines)."""
 Decision = Literal["approve", "review", "decline"]
 DECISIONS: tuple[Decision, ...] = ("approve", "review", "decline")
 
@@ -69,7 +106,7 @@ class Transaction(Event):
     transaction_id: Identifier
     user_id: Identifier
     merchant_id: Identifier
-    amount: Annotated[float, Field(gt=0, le=MAX_AMOUNT), AfterValidator(_finite)]
+    amount: Annotated[float, Field(gt=0, le=MAX_AMOUNT, allow_inf_nan=False)]
     currency: Currency = "EUR"
     timestamp: EventTime
     channel: ShortText | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,12 +79,17 @@ def read_events(path: Path, model: type[E], *, skip_invalid: bool = False) -> Re
 def write_events(path: Path, events: Iterable[Event]) -> int:
     """Write events as JSON Lines (atomically: temp file, then rename). Returns the count."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = Path(name)
     count = 0
-    with tmp.open("wb") as out:
-        for event in events:
-            out.write(event.model_dump_json().encode())
-            out.write(b"\n")
-            count += 1
-    tmp.replace(path)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for event in events:
+                out.write(event.model_dump_json().encode())
+                out.write(b"\n")
+                count += 1
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves the old target and no debris
+        raise
     return count

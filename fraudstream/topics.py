@@ -1,0 +1,39 @@
+"""Creating the system's topics (idempotent) on the embedded broker or any Kafka cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from fraudstream.broker import BrokerError
+
+
+def create_topics(
+    client_config: Mapping[str, str],
+    names: Iterable[str],
+    partitions: int,
+    replication_factor: int = 1,
+    timeout_s: float = 30.0,
+) -> dict[str, str]:
+    """Create each topic; returns name -> "created" | "exists". Other failures raise."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(dict(client_config))
+    wanted = sorted(set(names))
+    futures = admin.create_topics(
+        [NewTopic(name, partitions, replication_factor) for name in wanted],
+        request_timeout=timeout_s,
+        operation_timeout=timeout_s,
+    )
+    result: dict[str, str] = {}
+    for name in wanted:
+        try:
+            futures[name].result(timeout=timeout_s)
+            result[name] = "created"
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                result[name] = "exists"
+            else:
+                raise BrokerError(f"cannot create topic {name}: {error.str()}") from None
+    return result
