@@ -19,7 +19,7 @@ from rich.table import Table
 from fraudstream.settings import Settings, env_var
 from schemas.errors import FraudstreamError, InputError
 from schemas.events import FraudScore, Label, Transaction, epoch_ms
-from schemas.jsonl import ReadResult, read_events, write_events
+from schemas.jsonl import ReadResult, iter_events, read_events, write_events
 
 app = typer.Typer(
     name="fraudstream",
@@ -74,12 +74,16 @@ def _emit(result: dict[str, Any], as_json: bool) -> None:
         sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
 
 
-def _read(path: Path, model: type[Any], skip_invalid: bool) -> ReadResult[Any]:
-    result: ReadResult[Any] = read_events(path, model, skip_invalid=skip_invalid)
+def _report_skipped(path: Path, result: ReadResult[Any]) -> None:
     if result.skipped:
         err.print(f"[yellow]skipped {result.skipped} invalid line(s) in {path}[/]")
         for message in result.first_errors:
             err.print(f"  {message}", markup=False)
+
+
+def _read(path: Path, model: type[Any], skip_invalid: bool) -> ReadResult[Any]:
+    result: ReadResult[Any] = read_events(path, model, skip_invalid=skip_invalid)
+    _report_skipped(path, result)
     if not result.records:
         raise InputError(f"{path}: no valid {model.__name__} records")
     return result
@@ -318,33 +322,22 @@ def evaluate(
     as_json: JsonFlag = False,
 ) -> None:
     """AUC, AP, precision/recall at the thresholds, card precision@100 per day, cost."""
-    import numpy as np
 
-    from models.evaluation import Costs, EvaluationInput
+    from models.evaluation import Costs, evaluation_input_from_scores
     from models.evaluation import evaluate as run_evaluation
 
     settings = _settings()
     lo = _parse_when(start, "--from")
     hi = _parse_when(end, "--to")
-    scored: list[FraudScore] = _read(scores, FraudScore, skip_invalid).records
     truth = {lab.transaction_id: lab.is_fraud for lab in _read(labels, Label, skip_invalid).records}
-    rows = [
-        s
-        for s in scored
-        if s.transaction_id in truth
-        and (lo is None or s.event_time >= lo)
-        and (hi is None or s.event_time < hi)
-    ]
-    unlabelled = sum(1 for s in scored if s.transaction_id not in truth)
-    if not rows:
-        raise InputError("no scored transaction with a label in the selected period")
-    data = EvaluationInput(
-        user_id=np.array([s.user_id for s in rows]),
-        event_time_ms=np.array([epoch_ms(s.event_time) for s in rows], dtype=np.int64),
-        score=np.array([s.score for s in rows], dtype=np.float64),
-        decision=np.array([s.decision for s in rows]),
-        is_fraud=np.array([truth[s.transaction_id] for s in rows], dtype=bool),
+    skipped: ReadResult[FraudScore] = ReadResult(records=[])
+    data, unlabelled = evaluation_input_from_scores(
+        iter_events(scores, FraudScore, skip_invalid=skip_invalid, skipped=skipped),
+        truth,
+        None if lo is None else epoch_ms(lo),
+        None if hi is None else epoch_ms(hi),
     )
+    _report_skipped(scores, skipped)
     costs = Costs(
         review=settings.cost_review,
         missed_fraud=settings.cost_missed_fraud,

@@ -10,10 +10,9 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
-from models.evaluation import EvaluationInput, evaluate
+from models.evaluation import evaluate, evaluation_input_from_scores
 from models.features import fraud_label_times
 from models.registry import ModelRegistry
 from models.report import write_report
@@ -21,7 +20,7 @@ from models.scoring import Scorer, score_offline
 from models.training import TrainingConfig, train
 from producers.simulator import SimulationConfig, simulate, write_traffic
 from schemas.events import FraudScore, Label, Transaction, epoch_ms
-from schemas.jsonl import read_events, write_events
+from schemas.jsonl import iter_events, read_events, write_events
 
 DEMO_START = date(2018, 4, 1)
 DEMO_DAYS = 60
@@ -66,13 +65,8 @@ def run_offline_demo(workdir: Path, console: Console) -> None:
 
     console.print(f"4/4 evaluating the last {TEST_DAYS} days (never seen in training) ...")
     truth = {lab.transaction_id: lab.is_fraud for lab in labels}
-    scored = [s for s in read_events(scores_path, FraudScore).records if s.event_time >= test_start]
-    data = EvaluationInput(
-        user_id=np.array([s.user_id for s in scored]),
-        event_time_ms=np.array([epoch_ms(s.event_time) for s in scored], dtype=np.int64),
-        score=np.array([s.score for s in scored]),
-        decision=np.array([s.decision for s in scored]),
-        is_fraud=np.array([truth[s.transaction_id] for s in scored], dtype=bool),
+    data, _ = evaluation_input_from_scores(
+        iter_events(scores_path, FraudScore), truth, start_ms=epoch_ms(test_start)
     )
     costs = TrainingConfig().costs
     report = evaluate(data, costs)

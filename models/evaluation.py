@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy.typing as npt
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from schemas.errors import InputError
-from schemas.events import DECISIONS
+from schemas.events import DECISIONS, FraudScore, epoch_ms
 
 MS_PER_DAY = 86_400_000
 """Milliseconds in one UTC day: card precision@k groups rows by ``event_time_ms // MS_PER_DAY``."""
@@ -321,3 +322,44 @@ def _labels(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
     if np.issubdtype(values.dtype, np.number) and np.isin(values, (0, 1)).all():
         return values.astype(np.bool_)
     raise InputError("is_fraud must hold booleans (or 0/1)")
+
+
+def evaluation_input_from_scores(
+    scores: Iterable[FraudScore],
+    is_fraud: Mapping[str, bool],
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> tuple[EvaluationInput, int]:
+    """Scores with a label whose event time is in [start, end); also the unlabelled count.
+
+    Takes an iterable so a large score file is streamed: only five columns are kept.
+    """
+    users: list[str] = []
+    times: list[int] = []
+    values: list[float] = []
+    decisions: list[str] = []
+    truth: list[bool] = []
+    unlabelled = 0
+    for score in scores:
+        label = is_fraud.get(score.transaction_id)
+        if label is None:
+            unlabelled += 1
+            continue
+        when = epoch_ms(score.event_time)
+        if (start_ms is not None and when < start_ms) or (end_ms is not None and when >= end_ms):
+            continue
+        users.append(score.user_id)
+        times.append(when)
+        values.append(score.score)
+        decisions.append(score.decision)
+        truth.append(label)
+    if not users:
+        raise InputError("no scored transaction with a label in the selected period")
+    data = EvaluationInput(
+        user_id=np.array(users),
+        event_time_ms=np.array(times, dtype=np.int64),
+        score=np.array(values, dtype=np.float64),
+        decision=np.array(decisions),
+        is_fraud=np.array(truth, dtype=bool),
+    )
+    return data, unlabelled

@@ -134,8 +134,11 @@ def build_dataset(
     `known_labels` are the training targets.
     """
     ordered = sort_by_event_time(transactions)
-    rows = FeatureBuilder(allowed_lateness_ms, fraud_label_times(labels)).build(ordered)
     ts = np.fromiter((epoch_ms(tx.timestamp) for tx in ordered), dtype=np.int64, count=len(ordered))
+    # Features only look back: what happens after the window cannot change its rows.
+    cut = int(np.searchsorted(ts, end_ms, side="left"))
+    ordered, ts = ordered[:cut], ts[:cut]
+    rows = FeatureBuilder(allowed_lateness_ms, fraud_label_times(labels)).build(ordered)
     ids = [tx.transaction_id for tx in ordered]
     labelled = np.fromiter((i in known_labels for i in ids), dtype=bool, count=len(ids))
     keep = (ts >= start_ms) & (ts < end_ms) & labelled

@@ -55,24 +55,32 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, line
 
 
-def read_events(path: Path, model: type[E], *, skip_invalid: bool = False) -> ReadResult[E]:
-    """Validate every line of `path` as `model`.
+def iter_events(
+    path: Path, model: type[E], *, skip_invalid: bool = False, skipped: ReadResult[E] | None = None
+) -> Iterator[E]:
+    """Validate and yield every line of `path` as `model`, without holding the file in memory.
 
     Without `skip_invalid` the first bad line raises InputError naming file and line; with it,
-    bad lines are counted (and the first few described) and reading goes on.
+    bad lines are counted in `skipped` (and the first few described) and reading goes on.
     """
-    result: ReadResult[E] = ReadResult(records=[])
     validate = model.model_validate_json
     for number, line in iter_lines(path):
         try:
-            result.records.append(validate(line))
+            yield validate(line)
         except ValidationError as exc:
             message = f"{path}:{number}: invalid {model.__name__}: {describe_validation_error(exc)}"
             if not skip_invalid:
                 raise InputError(message + " (use --skip-invalid to skip bad lines)") from None
-            result.skipped += 1
-            if len(result.first_errors) < 5:
-                result.first_errors.append(message)
+            if skipped is not None:
+                skipped.skipped += 1
+                if len(skipped.first_errors) < 5:
+                    skipped.first_errors.append(message)
+
+
+def read_events(path: Path, model: type[E], *, skip_invalid: bool = False) -> ReadResult[E]:
+    """All records of `path` (see `iter_events`), with the count of skipped lines."""
+    result: ReadResult[E] = ReadResult(records=[])
+    result.records.extend(iter_events(path, model, skip_invalid=skip_invalid, skipped=result))
     return result
 
 
