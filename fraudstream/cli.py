@@ -6,6 +6,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -385,6 +387,202 @@ def _print_evaluation(summary: dict[str, Any]) -> None:
     for path in summary.get("report", []):
         if path.endswith((".html", ".md")):
             out.print(f"report: {path}")
+
+
+# -- broker and topics -------------------------------------------------------------------------
+broker_app = typer.Typer(
+    help="The embedded Kafka-API broker (Tansu) for laptops, the demo and CI.",
+    no_args_is_help=True,
+)
+topics_app = typer.Typer(help="Kafka topics of the system.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+app.add_typer(topics_app, name="topics")
+
+
+def _embedded() -> Any:
+    from fraudstream.broker import EmbeddedBroker
+
+    settings = _settings()
+    return EmbeddedBroker(settings.state_dir, settings.broker_port)
+
+
+@broker_app.command("start")
+def broker_start(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker.")] = 30.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Start the broker; returns once it answers a metadata request.
+
+    Port: FRAUD_BROKER_PORT; pid and log files under FRAUD_STATE_DIR/broker/.
+    """
+    status = _embedded().start(timeout_s=timeout)
+    if as_json:
+        _emit(status.to_dict(), True)
+        return
+    out.print(f"broker running (pid {status.pid}) at {status.bootstrap}; log: {status.log_file}")
+
+
+@broker_app.command("stop")
+def broker_stop(as_json: JsonFlag = False) -> None:
+    """Stop the broker this state directory started (and nothing else)."""
+    stopped = _embedded().stop()
+    if as_json:
+        _emit({"stopped": stopped}, True)
+        return
+    out.print("broker stopped" if stopped else "no broker was running")
+
+
+@broker_app.command("status")
+def broker_status(as_json: JsonFlag = False) -> None:
+    """Is the broker running and answering? Exit status 1 when it is not running."""
+    status = _embedded().status()
+    if as_json:
+        _emit(status.to_dict(), True)
+    elif status.running:
+        answering = "answering" if status.answering else "NOT answering"
+        out.print(f"running (pid {status.pid}) at {status.bootstrap}, {answering}")
+    else:
+        out.print("not running")
+    if not status.running:
+        raise typer.Exit(1)
+
+
+@topics_app.command("create")
+def topics_create(
+    partitions: Annotated[
+        int | None,
+        typer.Option(help=f"Partitions per topic {escape('[env: FRAUD_PARTITIONS]')}."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create every topic of the system (idempotent) on FRAUD_KAFKA_BOOTSTRAP."""
+    from fraudstream.topics import create_topics
+
+    settings = _settings()
+    result = create_topics(
+        settings.kafka_client_config(),
+        settings.topics().values(),
+        partitions or settings.partitions,
+        settings.replication_factor,
+    )
+    if as_json:
+        _emit({"bootstrap": settings.kafka_bootstrap, "topics": result}, True)
+        return
+    for name, state in result.items():
+        out.print(f"{name}: {state}")
+
+
+# -- replay and record ------------------------------------------------------------------------
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="JSONL recording (transactions or labels).")],
+    speed: Annotated[
+        float,
+        typer.Option(help="0: as fast as possible; 1: real time; 60: a minute per second."),
+    ] = 0.0,
+    rate: Annotated[
+        float | None, typer.Option(help="Fixed messages per second (instead of --speed).")
+    ] = None,
+    topic: Annotated[
+        str | None,
+        typer.Option(help="Target topic (default: transactions, or labels for a labels file)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--max", help="Stop after N messages.")] = None,
+    send_invalid: Annotated[
+        bool,
+        typer.Option(help="Send lines that are not valid records unchanged (dead-letter tests)."),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Produce a JSONL recording to Kafka: key user_id (labels: transaction_id), record
+    timestamp = event time (labels: labeled_at)."""
+    from producers.replay import Pacer, read_recording
+    from producers.replay import replay as run_replay
+
+    settings = _settings()
+    pacer = Pacer(speed=speed, rate=rate)
+    records = read_recording(file, send_invalid)
+    first = next(records, None)
+    if first is None:
+        raise InputError(f"{file}: no records")
+    if topic is None:
+        is_label = b'"is_fraud"' in first.value
+        topic = settings.topic_labels if is_label else settings.topic_transactions
+
+    def chained() -> Any:
+        yield first
+        yield from records
+
+    with _progress(f"replaying to {topic}", as_json) as advance:
+        stats = run_replay(
+            chained(), topic, settings.kafka_client_config(), pacer, limit, on_progress=advance
+        )
+    summary = {"topic": topic, **stats.to_dict()}
+    if as_json:
+        _emit(summary, True)
+    else:
+        out.print(
+            f"sent {stats.sent:,} to {topic} ({stats.delivered:,} delivered, {stats.failed} "
+            f"failed) in {stats.seconds:.1f} s"
+        )
+        for problem in stats.first_errors:
+            err.print(f"  delivery error: {problem}", markup=False)
+    if stats.failed:
+        raise InputError(f"{stats.failed} message(s) were not delivered to {topic}")
+
+
+@app.command()
+def record(
+    topic: Annotated[str, typer.Argument(help="Topic to record (all partitions, from the start).")],
+    out_file: Annotated[Path, typer.Option("--out", help="JSONL file to write.")],
+    limit: Annotated[int | None, typer.Option("--max", help="Stop after N messages.")] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Stop after this many seconds without a message.")
+    ] = 10.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Consume a topic to JSONL, one JSON object per line."""
+    from producers.record import record as run_record
+
+    settings = _settings()
+    with _progress(f"recording {topic}", as_json) as advance:
+        stats = run_record(
+            topic, out_file, settings.kafka_client_config(), limit, timeout, on_progress=advance
+        )
+    if as_json:
+        _emit({"topic": topic, "out": str(out_file), **stats.to_dict()}, True)
+        return
+    out.print(f"recorded {stats.written:,} messages from {topic} into {out_file}")
+    if stats.not_json:
+        err.print(f"[yellow]{stats.not_json} message(s) were not JSON objects and were skipped[/]")
+        for problem in stats.first_problems:
+            err.print(f"  {problem}", markup=False)
+
+
+@contextmanager
+def _progress(description: str, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A live counter on stderr (nothing with --json or when stderr is not a terminal)."""
+    if quiet or not err.is_terminal:
+        yield lambda _count: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}: {task.completed:,.0f} messages"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task(description, total=None)
+        last = [0.0]
+
+        def advance(count: int) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.1:
+                progress.update(task, completed=count)
+                last[0] = now
+
+        yield advance
 
 
 # -- models -----------------------------------------------------------------------------------

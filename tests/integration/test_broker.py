@@ -1,0 +1,107 @@
+"""The embedded broker's lifecycle through the CLI, and topic creation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from fraudstream.broker import EmbeddedBroker, answers_metadata
+from fraudstream.topics import create_topics
+from tests.integration.conftest import Broker, _free_port
+
+pytestmark = pytest.mark.integration
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fraudstream.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_start_status_stop_through_the_cli(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {"FRAUD_STATE_DIR": str(tmp_path), "FRAUD_BROKER_PORT": str(port)}
+    bootstrap = f"127.0.0.1:{port}"
+    assert cli(env, "broker", "status").returncode == 1
+    started = cli(env, "broker", "start", "--json")
+    assert started.returncode == 0, started.stderr
+    status = json.loads(started.stdout)
+    try:
+        assert status["running"] and status["answering"]
+        assert answers_metadata(bootstrap)  # start returned only once it answers
+        assert (tmp_path / "broker" / "tansu.pid").exists()
+        again = cli(env, "broker", "start", "--json")  # idempotent: same process
+        assert json.loads(again.stdout)["pid"] == status["pid"]
+        assert cli(env, "broker", "status").returncode == 0
+    finally:
+        stopped = cli(env, "broker", "stop", "--json")
+    assert json.loads(stopped.stdout) == {"stopped": True}
+    assert not answers_metadata(bootstrap, timeout_s=0.5)
+    assert not (tmp_path / "broker" / "tansu.pid").exists()
+    assert "no broker was running" in cli(env, "broker", "stop").stdout
+
+
+def test_stop_never_kills_a_process_it_did_not_start(tmp_path: Path) -> None:
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        broker = EmbeddedBroker(tmp_path, _free_port())
+        broker.dir.mkdir(parents=True)
+        # A stale pid file whose pid now belongs to someone else.
+        broker.pid_file.write_text(json.dumps({"pid": stranger.pid, "command": ["tansu"]}))
+        assert broker.stop() is False
+        assert stranger.poll() is None, "stop() killed an unrelated process"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_start_refuses_a_port_someone_else_serves(broker: Broker, tmp_path: Path) -> None:
+    if broker.kind != "embedded":
+        pytest.skip("needs the embedded broker's port")
+    port = int(broker.bootstrap.rsplit(":", 1)[1])
+    result = cli(
+        {"FRAUD_STATE_DIR": str(tmp_path), "FRAUD_BROKER_PORT": str(port)}, "broker", "start"
+    )
+    assert result.returncode == 2
+    assert "already answers" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_topics_create_is_idempotent_and_uses_the_partition_setting(
+    broker: Broker, fresh_topics: Callable[..., dict[str, str]]
+) -> None:
+    names = [f"idem-{_free_port()}-{i}" for i in range(2)]
+    assert set(create_topics(broker.client_config(), names, 3).values()) == {"created"}
+    assert set(create_topics(broker.client_config(), names, 3).values()) == {"exists"}
+    metadata = AdminClient(broker.client_config()).list_topics(timeout=10)
+    assert [len(metadata.topics[n].partitions) for n in names] == [3, 3]
+
+
+def test_topics_create_cli_creates_every_topic_of_the_system(broker: Broker) -> None:
+    suffix = str(_free_port())
+    env = {
+        "FRAUD_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "FRAUD_PARTITIONS": "2",
+        **{
+            f"FRAUD_TOPIC_{role}": f"{role.lower()}-{suffix}"
+            for role in ("TRANSACTIONS", "SCORES", "LABELS", "DRIFT", "MODEL_UPDATES", "DLQ")
+        },
+    }
+    result = cli(env, "topics", "create", "--json")
+    assert result.returncode == 0, result.stderr
+    topics = json.loads(result.stdout)["topics"]
+    assert len(topics) == 6 and set(topics.values()) == {"created"}
+    metadata = AdminClient(broker.client_config()).list_topics(timeout=10)
+    assert all(len(metadata.topics[name].partitions) == 2 for name in topics)
