@@ -1,0 +1,164 @@
+"""Merchant snapshots for the stream: final when used, identical in every worker.
+
+Transactions arrive keyed by user, so no worker sees all of a merchant's traffic through its own
+partitions. Instead every worker keeps a *replica* of the merchant state: it reads every
+partition of the transactions topic (and, for the risk features, of the labels topic) without a
+consumer group and feeds this pure class. Because a snapshot for boundary B holds exactly the
+events older than B, and is only released once no event older than B can still arrive, every
+replica releases the same numbers, and they equal `fraudstream score`'s.
+
+Watermark: per input partition, the newest event time seen minus the allowed lateness; the
+watermark is the minimum over partitions. A partition that has been caught up (nothing left to
+read) for a while is *idle* and does not hold the watermark back; an event that later arrives
+behind a released snapshot is counted as late (the merchant state keeps the count).
+
+Snapshots are built when a scorer first asks for them and a bounded number are kept for
+scorers of other partitions that are slightly behind; `backlog_hours()` tells the reader to
+pause when it has read far ahead of what the scorers need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models.merchant_window import EMPTY, MerchantCounts, MerchantValues
+from models.user_window import DEFAULT_ALLOWED_LATENESS_MS, HOUR_MS
+
+
+@dataclass
+class _Source:
+    """One input partition's progress."""
+
+    newest_ms: int | None = None
+    idle: bool = False
+
+
+@dataclass
+class MerchantView:
+    """Replicated merchant state with watermarks and retained snapshots (no I/O)."""
+
+    allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS
+    max_snapshots: int = 72
+    counts: MerchantCounts = field(default_factory=MerchantCounts)
+    transaction_sources: dict[int, _Source] = field(default_factory=dict)
+    label_sources: dict[int, _Source] = field(default_factory=dict)
+    snapshots: dict[int, dict[str, MerchantValues]] = field(default_factory=dict)
+    stale_requests: int = 0
+    _pending_labels: dict[str, int] = field(default_factory=dict)
+    _transaction_index: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    # -- inputs -----------------------------------------------------------------------------
+    def set_partitions(self, transactions: int, labels: int = 0) -> None:
+        """Declare the input partitions; the watermark waits for every one of them."""
+        for p in range(transactions):
+            self.transaction_sources.setdefault(p, _Source())
+        for p in range(labels):
+            self.label_sources.setdefault(p, _Source())
+
+    def add_transaction(
+        self, partition: int, transaction_id: str, merchant_id: str, ts_ms: int
+    ) -> None:
+        source = self.transaction_sources.setdefault(partition, _Source())
+        source.idle = False
+        if source.newest_ms is None or ts_ms > source.newest_ms:
+            source.newest_ms = ts_ms
+        self.counts.add(merchant_id, ts_ms)
+        labeled_at = self._pending_labels.pop(transaction_id, None)
+        if labeled_at is not None:
+            self.counts.add_fraud_label(merchant_id, ts_ms, labeled_at)
+        else:
+            self._transaction_index[transaction_id] = (merchant_id, ts_ms)
+
+    def add_label(
+        self, partition: int, transaction_id: str, is_fraud: bool, labeled_at_ms: int
+    ) -> None:
+        source = self.label_sources.setdefault(partition, _Source())
+        source.idle = False
+        if source.newest_ms is None or labeled_at_ms > source.newest_ms:
+            source.newest_ms = labeled_at_ms
+        known = self._transaction_index.pop(transaction_id, None)
+        if not is_fraud:
+            return
+        if known is None:
+            # The transaction has not been read yet (labels replayed ahead of traffic).
+            self._pending_labels[transaction_id] = labeled_at_ms
+        else:
+            self.counts.add_fraud_label(known[0], known[1], labeled_at_ms)
+
+    def set_idle(self, kind: str, partition: int, idle: bool = True) -> None:
+        sources = self.transaction_sources if kind == "transactions" else self.label_sources
+        sources.setdefault(partition, _Source()).idle = idle
+
+    # -- watermark and snapshots ------------------------------------------------------------
+    def watermark(self) -> int | None:
+        """Event time before which nothing more can arrive (None until every input reported)."""
+        marks = []
+        for source in (*self.transaction_sources.values(), *self.label_sources.values()):
+            if source.idle:
+                continue
+            if source.newest_ms is None:
+                return None
+            marks.append(source.newest_ms - self.allowed_lateness_ms)
+        if not marks:
+            newest = [
+                s.newest_ms
+                for s in (*self.transaction_sources.values(), *self.label_sources.values())
+                if s.newest_ms is not None
+            ]
+            # Everything is idle: release what has been seen (nothing more is coming now).
+            return max(newest) if newest else None
+        return min(marks)
+
+    def snapshot_for(self, boundary_ms: int) -> dict[str, MerchantValues] | None:
+        """The snapshot at `boundary_ms`, materialised on first request; None while not final.
+
+        Snapshots are built hour by hour as scorers ask for them (so the replica never runs
+        ahead of its own scorers) and the last `max_snapshots` are kept for scorers of other
+        partitions that are a little behind. A request older than that gets the oldest kept
+        snapshot and is counted in `stale_requests` (partitions more than `max_snapshots`
+        hours apart in event time).
+        """
+        kept = self.snapshots.get(boundary_ms)
+        if kept is not None:
+            return kept
+        mark = self.watermark()
+        if mark is None or boundary_ms > mark:
+            return None
+        current = self.counts.boundary_ms
+        if current is not None and boundary_ms < current:
+            self.stale_requests += 1
+            return self.snapshots[min(self.snapshots)] if self.snapshots else None
+        start = boundary_ms if current is None else current + HOUR_MS
+        steps = range(start, boundary_ms + 1, HOUR_MS)
+        for boundary in steps[-self.max_snapshots :]:
+            self.counts.advance(boundary)
+            self.snapshots[boundary] = self.counts.snapshot()
+        self._forget_old()
+        return self.snapshots[boundary_ms]
+
+    def lookup(self, boundary_ms: int, merchant_id: str) -> MerchantValues | None:
+        """A merchant's values at a final boundary; None while the boundary is not final."""
+        snapshot = self.snapshot_for(boundary_ms)
+        if snapshot is None:
+            return None
+        return snapshot.get(merchant_id, EMPTY)
+
+    def backlog_hours(self) -> float:
+        """Event time read but not yet needed by any scorer (the reader pauses when large)."""
+        mark = self.watermark()
+        current = self.counts.boundary_ms
+        if mark is None or current is None:
+            return 0.0
+        return (mark - current) / HOUR_MS
+
+    def _forget_old(self) -> None:
+        while len(self.snapshots) > self.max_snapshots:
+            del self.snapshots[min(self.snapshots)]
+        # Transactions older than the longest window plus the label horizon cannot matter.
+        horizon = self.counts.boundary_ms
+        if horizon is None or len(self._transaction_index) < 100_000:
+            return
+        cutoff = horizon - 31 * 24 * HOUR_MS
+        self._transaction_index = {
+            k: v for k, v in self._transaction_index.items() if v[1] >= cutoff
+        }
