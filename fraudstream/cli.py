@@ -585,6 +585,49 @@ def _progress(description: str, quiet: bool) -> Iterator[Callable[[int], None]]:
         yield advance
 
 
+# -- worker -----------------------------------------------------------------------------------
+@app.command()
+def worker(
+    registry: RegistryOpt = None,
+    loglevel: Annotated[str, typer.Option(help="Faust log level.")] = "warning",
+) -> None:
+    """Run the Faust scoring worker (several may run; they share the partitions).
+
+    Reads FRAUD_KAFKA_BOOTSTRAP, FRAUD_TOPIC_*, FRAUD_FETCH_WAIT_MS, FRAUD_BATCH_MAX,
+    FRAUD_BATCH_WINDOW_MS, FRAUD_ALLOWED_LATENESS_S, FRAUD_APP_ID. Stops cleanly on SIGTERM/SIGINT.
+    """
+    from faust.worker import Worker
+
+    from stream_app.app import create_app
+
+    app_ = create_app(worker_config(_settings(), registry))
+    Worker(app_, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+def worker_config(settings: Settings, registry: Path | None = None) -> Any:
+    from stream_app.app import WorkerConfig
+
+    return WorkerConfig(
+        app_id=settings.app_id,
+        bootstrap=settings.kafka_bootstrap,
+        topic_transactions=settings.topic_transactions,
+        topic_scores=settings.topic_scores,
+        topic_labels=settings.topic_labels,
+        topic_dlq=settings.topic_dlq,
+        partitions=settings.partitions,
+        registry_dir=str(registry or settings.registry_dir),
+        model_name=settings.model_name,
+        fetch_wait_ms=settings.fetch_wait_ms,
+        batch_max=settings.batch_max,
+        batch_window_s=settings.batch_window_ms / 1000.0,
+        allowed_lateness_ms=round(settings.allowed_lateness_s * 1000),
+        idle_partition_s=settings.idle_partition_s,
+        max_message_bytes=settings.max_message_bytes,
+        commit_interval_s=settings.commit_interval_s,
+        store=settings.worker_store,
+    )
+
+
 # -- models -----------------------------------------------------------------------------------
 def _store(registry: Path | None) -> Any:
     from models.registry import ModelRegistry

@@ -52,6 +52,25 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, le=1024, description="Partitions per topic when creating.")
     replication_factor: int = Field(1, ge=1, description="Replication factor when creating.")
 
+    # Stream worker.
+    app_id: str = Field("fraudstream-worker", description="Faust app id (consumer group).")
+    fetch_wait_ms: int = Field(
+        5, ge=0, le=5000, description="Max time a fetch waits for data (Faust's is 1500 ms)."
+    )
+    batch_max: int = Field(500, ge=1, description="Largest scoring micro-batch.")
+    batch_window_ms: float = Field(20.0, gt=0, description="Longest wait to fill a batch.")
+    allowed_lateness_s: float = Field(
+        600.0, ge=0, description="How late (event time) a transaction may arrive and count."
+    )
+    idle_partition_s: float = Field(
+        2.0, gt=0, description="Caught-up time after which a partition stops holding watermarks."
+    )
+    max_message_bytes: int = Field(
+        65536, ge=1024, description="Larger transaction messages are dead-lettered."
+    )
+    commit_interval_s: float = Field(1.0, gt=0, description="Offset commit interval.")
+    worker_store: str = Field("memory://", description="Faust table store (or rocksdb://).")
+
     # Topic names.
     topic_transactions: str = Field("transactions", description="Incoming transactions.")
     topic_scores: str = Field("fraud-scores", description="Published FraudScore events.")

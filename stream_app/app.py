@@ -1,0 +1,279 @@
+"""The Faust scoring worker: thin wiring of topics, a table and two loops around the pure core.
+
+* `score_transactions` (a Faust agent on `transactions`, partitions shared by the workers of the
+  consumer group): micro-batches → dead letters / features / one model call → fraud scores.
+  Per-user state lives in a changelog-backed table, written once per key per batch.
+* `merchant_reader` (a task): reads every partition of `transactions` (and `labels`) without a
+  group and feeds the replicated `MerchantView`; scorers wait on it for final snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from models.merchant_window import MerchantValues
+from models.registry import ModelRegistry
+from models.scoring import Scorer
+from schemas.events import Label, epoch_ms
+from stream_app import faust_tuning
+from stream_app.batch import Incoming, decode_batch, score_batch
+from stream_app.merchant_view import MerchantView
+from stream_app.user_record import UserRecord
+
+log = logging.getLogger("fraudstream.worker")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything the worker needs, resolved from settings by the CLI."""
+
+    app_id: str
+    bootstrap: str
+    topic_transactions: str
+    topic_scores: str
+    topic_labels: str
+    topic_dlq: str
+    partitions: int
+    registry_dir: str
+    model_name: str
+    fetch_wait_ms: int = 5
+    batch_max: int = 500
+    batch_window_s: float = 0.02
+    allowed_lateness_ms: int = 10 * 60_000
+    idle_partition_s: float = 2.0
+    max_message_bytes: int = 64 * 1024
+    use_labels: bool = True
+    commit_interval_s: float = 1.0
+    producer_linger_s: float = 0.005
+    store: str = "memory://"
+    web_port: int | None = None
+
+
+@dataclass
+class WorkerStats:
+    consumed: int = 0
+    scored: int = 0
+    dead_letters: int = 0
+    late: int = 0
+    replayed: int = 0
+    waits: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
+    """Build the worker app. `scorer` defaults to the registry's champion (checksum-verified)."""
+    faust_tuning.register()
+    faust_tuning.set_fetch_wait_ms(config.fetch_wait_ms)
+    if scorer is None:
+        scorer = Scorer.from_loaded(
+            ModelRegistry(Path(config.registry_dir), config.model_name).load()
+        )
+    app = faust.App(
+        config.app_id,
+        broker=f"{faust_tuning.SCHEME}://{config.bootstrap}",
+        store=config.store,
+        topic_partitions=config.partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+        broker_commit_interval=config.commit_interval_s,
+        producer_linger=config.producer_linger_s,
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_request_timeout=30.0,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=config.web_port is not None,
+        web_port=config.web_port or 6066,
+        topic_allow_declare=True,
+    )
+    transactions = app.topic(config.topic_transactions, value_serializer="raw")
+    scores_topic = app.topic(config.topic_scores, value_serializer="raw")
+    dlq_topic = app.topic(config.topic_dlq, value_serializer="raw")
+    # Keys and values are raw bytes (user id, compact JSON of the UserRecord).
+    users = app.Table("user-windows", default=None, partitions=config.partitions)
+    view = MerchantView(allowed_lateness_ms=config.allowed_lateness_ms)
+    view_changed = asyncio.Condition()
+    stats = WorkerStats()
+    records: dict[str, tuple[int, UserRecord]] = {}  # user -> (partition, live record)
+    app.fraud = {"view": view, "stats": stats, "scorer": scorer}  # type: ignore[attr-defined]
+
+    def record_of(partition: int) -> Any:
+        def get(user_id: str) -> UserRecord:
+            cached = records.get(user_id)
+            if cached is not None:
+                return cached[1]
+            stored = users.data.get(user_id.encode())
+            record = UserRecord() if stored is None else UserRecord.from_json(json.loads(stored))
+            records[user_id] = (partition, record)
+            return record
+
+        return get
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_revoked(sender: Any, *args: Any, signal: Any = None, **kw: Any) -> None:
+        """Users of partitions now owned by another worker must be re-read from the table."""
+        revoked = args[0] if args else kw.get("revoked", set())
+        gone = {tp.partition for tp in revoked if tp.topic == config.topic_transactions}
+        for user in [u for u, (p, _) in records.items() if p in gone]:
+            del records[user]
+
+    async def wait_final(boundary_ms: int) -> None:
+        if view.snapshot_for(boundary_ms) is not None:
+            return
+        stats.waits += 1
+        async with view_changed:
+            await view_changed.wait_for(lambda: view.snapshot_for(boundary_ms) is not None)
+
+    def merchant_of(boundary_ms: int, merchant_id: str) -> MerchantValues:
+        found = view.lookup(boundary_ms, merchant_id)
+        if found is None:  # wait_final ran first; only a bug can get here
+            raise RuntimeError(f"merchant snapshot {boundary_ms} is not final")
+        return found
+
+    @app.agent(transactions)
+    async def score_transactions(stream: Any) -> None:
+        async for events in stream.take_events(config.batch_max, within=config.batch_window_s):
+            now = time.monotonic()
+            messages = [
+                Incoming(
+                    topic=e.message.topic,
+                    partition=e.message.partition,
+                    offset=e.message.offset,
+                    key=e.message.key,
+                    value=e.message.value,
+                    received_s=e.message.time_in or now,
+                )
+                for e in events
+            ]
+            stats.consumed += len(messages)
+            valid, dead = decode_batch(messages, config.max_message_bytes)
+            for letter, message in ((d, _source(d, messages)) for d in dead):
+                await dlq_topic.send(key=message.key, value=letter.model_dump_json().encode())
+            stats.dead_letters += len(dead)
+            if not valid:
+                continue
+            for boundary in sorted({item.boundary_ms for item in valid}):
+                await wait_final(boundary)
+            by_partition: dict[int, list[Any]] = {}
+            for item in valid:
+                by_partition.setdefault(item.message.partition, []).append(item)
+            for partition, items in by_partition.items():
+                result = score_batch(
+                    items,
+                    record_of(partition),
+                    merchant_of,
+                    scorer,
+                    config.allowed_lateness_ms,
+                    time.monotonic,
+                )
+                for score in result.scores:
+                    await scores_topic.send(
+                        key=score.user_id.encode(), value=score.model_dump_json().encode()
+                    )
+                committed = faust_tuning.committed_offsets(app.consumer)
+                commit = committed.get((config.topic_transactions, partition))
+                for user in result.touched_users:
+                    record = records[user][1]
+                    record.prune(commit)
+                    key = user.encode()
+                    value = json.dumps(record.to_json(), separators=(",", ":")).encode()
+                    users.data[key] = value
+                    users.send_changelog(partition, key, value)
+                stats.scored += len(result.scores)
+                stats.late += result.late
+                stats.replayed += result.replayed
+
+    @app.task
+    async def merchant_reader() -> None:
+        await _read_merchant_inputs(app, config, view, view_changed)
+
+    return app
+
+
+def _source(letter: Any, messages: list[Incoming]) -> Incoming:
+    for message in messages:
+        if message.partition == letter.partition and message.offset == letter.offset:
+            return message
+    raise LookupError(letter.offset)
+
+
+async def _read_merchant_inputs(
+    app: faust.App, config: WorkerConfig, view: MerchantView, changed: asyncio.Condition
+) -> None:
+    """Feed the replicated merchant view from every partition of the input topics."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=config.bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=config.fetch_wait_ms,
+        max_partition_fetch_bytes=1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        topics = [config.topic_transactions] + ([config.topic_labels] if config.use_labels else [])
+        assigned: list[TopicPartition] = []
+        for topic in topics:
+            partitions = consumer.partitions_for_topic(topic)
+            while not partitions:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic)
+                if not partitions:
+                    await asyncio.sleep(0.5)
+            assigned += [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        n_tx = sum(1 for tp in assigned if tp.topic == config.topic_transactions)
+        view.set_partitions(n_tx, len(assigned) - n_tx)
+        caught_up_since: dict[TopicPartition, float] = {}
+        while True:
+            if view.backlog_hours() > view.max_snapshots / 2:
+                await asyncio.sleep(0.01)  # far ahead of our scorers: let them catch up
+                continue
+            batches = await consumer.getmany(timeout_ms=50, max_records=5000)
+            now = time.monotonic()
+            for tp, messages in batches.items():
+                caught_up_since.pop(tp, None)
+                for message in messages:
+                    _feed(view, config, tp, message.value)
+            for tp in assigned:
+                kind = "transactions" if tp.topic == config.topic_transactions else "labels"
+                highwater = consumer.highwater(tp)
+                position = await consumer.position(tp)
+                if highwater is not None and position >= highwater:
+                    since = caught_up_since.setdefault(tp, now)
+                    view.set_idle(kind, tp.partition, now - since >= config.idle_partition_s)
+                else:
+                    caught_up_since.pop(tp, None)
+                    view.set_idle(kind, tp.partition, False)
+            async with changed:
+                changed.notify_all()
+    finally:
+        await consumer.stop()
+
+
+def _feed(view: MerchantView, config: WorkerConfig, tp: TopicPartition, value: bytes) -> None:
+    """Pass one raw input to the view; unusable input is the scorer's to dead-letter."""
+    if tp.topic == config.topic_transactions:
+        from stream_app.batch import Decoded, decode
+
+        decoded = decode(
+            Incoming(tp.topic, tp.partition, 0, None, value, 0.0), config.max_message_bytes
+        )
+        if isinstance(decoded, Decoded):
+            tx = decoded.tx
+            view.add_transaction(tp.partition, tx.transaction_id, tx.merchant_id, decoded.ts_ms)
+        return
+    try:
+        label = Label.model_validate_json(value)
+    except ValueError:
+        return
+    # As offline (`fraud_label_times`): a label without a time counts as known from the start.
+    labeled_at = epoch_ms(label.labeled_at) if label.labeled_at is not None else 0
+    view.add_label(tp.partition, label.transaction_id, label.is_fraud, labeled_at)

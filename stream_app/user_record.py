@@ -1,0 +1,70 @@
+"""A user's value in the worker's table: window state plus what makes redelivery idempotent.
+
+Delivery is at-least-once: after a crash, Kafka redelivers everything since the last committed
+offset, while the table (restored from its changelog) may already contain some of those
+transactions. Applying them again would count them twice; re-scoring them from the newer state
+would give different scores. So the record remembers the offset of the last transaction it
+applied and the feature rows of the transactions applied since the partition's last commit (the
+journal). A redelivered transaction gets its journalled row back — the identical score — and
+the state is not touched. The journal is pruned to what is not committed yet, so it stays tiny.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.user_window import UserWindows
+
+MAX_JOURNAL = 256
+"""Safety cap on journal entries (normally only the uncommitted few are kept)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    offset: int
+    row: tuple[float, ...]
+    late: bool
+
+
+@dataclass
+class UserRecord:
+    windows: UserWindows = field(default_factory=UserWindows)
+    applied_offset: int = -1
+    journal: list[JournalEntry] = field(default_factory=list)
+
+    def replayed(self, offset: int) -> JournalEntry | None:
+        """The journalled result of an already applied transaction at `offset`, if any."""
+        if offset > self.applied_offset:
+            return None
+        for entry in self.journal:
+            if entry.offset == offset:
+                return entry
+        return None
+
+    def remember(self, offset: int, row: Sequence[float], late: bool) -> None:
+        self.applied_offset = max(self.applied_offset, offset)
+        self.journal.append(JournalEntry(offset, tuple(row), late))
+        if len(self.journal) > MAX_JOURNAL:
+            del self.journal[: len(self.journal) - MAX_JOURNAL]
+
+    def prune(self, committed_offset: int | None) -> None:
+        """Drop journal entries Kafka will never redeliver (offset below the committed one)."""
+        if committed_offset is not None:
+            self.journal = [e for e in self.journal if e.offset >= committed_offset]
+
+    def to_json(self) -> list[Any]:
+        return [
+            self.windows.to_json(),
+            self.applied_offset,
+            [[e.offset, list(e.row), e.late] for e in self.journal],
+        ]
+
+    @classmethod
+    def from_json(cls, data: Sequence[Any]) -> UserRecord:
+        return cls(
+            windows=UserWindows.from_json(data[0]),
+            applied_offset=int(data[1]),
+            journal=[JournalEntry(int(o), tuple(r), bool(late)) for o, r, late in data[2]],
+        )
