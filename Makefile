@@ -35,6 +35,9 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+reliability: $(STAMP)
+	$(BIN)/pytest -m reliability
+
 schemas: $(STAMP)
 	$(BIN)/fraudstream schemas export --out schemas/json
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP
 
 from models.merchant_window import MerchantValues
 from models.registry import ModelRegistry
@@ -27,6 +28,7 @@ from schemas.events import Label, epoch_ms
 from stream_app import faust_tuning
 from stream_app.batch import Incoming, decode_batch, score_batch
 from stream_app.merchant_view import MerchantView
+from stream_app.offset_guard import OffsetGuard
 from stream_app.user_record import UserRecord
 
 log = logging.getLogger("fraudstream.worker")
@@ -66,13 +68,14 @@ class WorkerStats:
     late: int = 0
     replayed: int = 0
     waits: int = 0
+    repeats: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
 def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     """Build the worker app. `scorer` defaults to the registry's champion (checksum-verified)."""
     faust_tuning.register()
-    faust_tuning.set_fetch_wait_ms(config.fetch_wait_ms)
+    faust_tuning.configure(config.bootstrap, config.fetch_wait_ms)
     if scorer is None:
         scorer = Scorer.from_loaded(
             ModelRegistry(Path(config.registry_dir), config.model_name).load()
@@ -98,10 +101,17 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     scores_topic = app.topic(config.topic_scores, value_serializer="raw")
     dlq_topic = app.topic(config.topic_dlq, value_serializer="raw")
     # Keys and values are raw bytes (user id, compact JSON of the UserRecord).
-    users = app.Table("user-windows", default=None, partitions=config.partitions)
+    users = app.Table(
+        "user-windows",
+        default=None,
+        partitions=config.partitions,
+        key_type=bytes,  # bytes types make faust use the raw codec for the changelog
+        value_type=bytes,
+    )
     view = MerchantView(allowed_lateness_ms=config.allowed_lateness_ms)
     view_changed = asyncio.Condition()
     stats = WorkerStats()
+    guard = OffsetGuard()
     records: dict[str, tuple[int, UserRecord]] = {}  # user -> (partition, live record)
     app.fraud = {"view": view, "stats": stats, "scorer": scorer}  # type: ignore[attr-defined]
 
@@ -122,6 +132,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         """Users of partitions now owned by another worker must be re-read from the table."""
         revoked = args[0] if args else kw.get("revoked", set())
         gone = {tp.partition for tp in revoked if tp.topic == config.topic_transactions}
+        guard.forget(gone)
         for user in [u for u, (p, _) in records.items() if p in gone]:
             del records[user]
 
@@ -142,17 +153,35 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     async def score_transactions(stream: Any) -> None:
         async for events in stream.take_events(config.batch_max, within=config.batch_window_s):
             now = time.monotonic()
-            messages = [
-                Incoming(
-                    topic=e.message.topic,
-                    partition=e.message.partition,
-                    offset=e.message.offset,
-                    key=e.message.key,
-                    value=e.message.value,
-                    received_s=e.message.time_in or now,
+            committed = faust_tuning.committed_offsets(app.consumer)
+            messages: list[Incoming] = []
+            reseek: dict[int, int] = {}
+            for e in events:
+                partition, offset = e.message.partition, e.message.offset
+                if partition in reseek:
+                    continue  # re-read from the gap on
+                verdict = guard.admit(
+                    partition, offset, committed.get((config.topic_transactions, partition))
                 )
-                for e in events
-            ]
+                if verdict == "gap":
+                    reseek[partition] = guard.expected(partition) or 0
+                    continue
+                if verdict in ("repeat", "skip"):
+                    stats.repeats += 1
+                    continue
+                messages.append(
+                    Incoming(
+                        topic=e.message.topic,
+                        partition=partition,
+                        offset=offset,
+                        key=e.message.key,
+                        value=e.message.value,
+                        received_s=e.message.time_in or now,
+                    )
+                )
+            for partition, offset in reseek.items():
+                log.warning("offset gap on partition %d: re-reading from %d", partition, offset)
+                await app.consumer.seek(TP(config.topic_transactions, partition), offset)
             stats.consumed += len(messages)
             valid, dead = decode_batch(messages, config.max_message_bytes)
             for letter, message in ((d, _source(d, messages)) for d in dead):
@@ -194,6 +223,38 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     @app.task
     async def merchant_reader() -> None:
         await _read_merchant_inputs(app, config, view, view_changed)
+
+    @app.timer(interval=5.0)
+    async def report_progress() -> None:
+        consumer = app.consumer
+        log.debug(
+            "assigned=%s paused=%s read=%s guard=%s seeking=%s",
+            sorted(
+                tp.partition
+                for tp in consumer.assignment()
+                if tp.topic == config.topic_transactions
+            ),
+            sorted(getattr(consumer, "_paused_partitions", set())),
+            dict(getattr(consumer, "_read_offset", {})),
+            guard.next_offset,
+            guard.seeking,
+        )
+        log.info(
+            "consumed=%d scored=%d dead_letters=%d late=%d replayed=%d repeats=%d gaps=%d waits=%d "
+            "watermark=%s merchant_boundary=%s backlog_h=%.1f stale=%d",
+            stats.consumed,
+            stats.scored,
+            stats.dead_letters,
+            stats.late,
+            stats.replayed,
+            stats.repeats,
+            guard.gaps,
+            stats.waits,
+            view.watermark(),
+            view.counts.boundary_ms,
+            view.backlog_hours(),
+            view.stale_requests,
+        )
 
     return app
 

@@ -8,11 +8,16 @@ fresh, uniquely named topics (`fresh_topics`).
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +83,133 @@ def fresh_topics(broker: Broker) -> Callable[..., dict[str, str]]:
 @pytest.fixture
 def tmp_file(tmp_path: Path) -> Callable[[str], Path]:
     return lambda name: tmp_path / name
+
+
+# -- running workers ----------------------------------------------------------------------------
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@dataclass
+class Stack:
+    """Fresh topics, an app id and a registry for one test's workers."""
+
+    broker: Broker
+    topics: dict[str, str]
+    app_id: str
+    registry: Path
+    state_dir: Path
+
+    def env(self) -> dict[str, str]:
+        return {
+            "FRAUD_KAFKA_BOOTSTRAP": self.broker.bootstrap,
+            "FRAUD_TOPIC_TRANSACTIONS": self.topics["transactions"],
+            "FRAUD_TOPIC_SCORES": self.topics["fraud-scores"],
+            "FRAUD_TOPIC_LABELS": self.topics["labels"],
+            "FRAUD_TOPIC_DLQ": self.topics["transactions-dlq"],
+            "FRAUD_TOPIC_DRIFT": self.topics["drift-events"],
+            "FRAUD_TOPIC_MODEL_UPDATES": self.topics["model-updates"],
+            "FRAUD_PARTITIONS": "4",
+            "FRAUD_APP_ID": self.app_id,
+            "FRAUD_REGISTRY_DIR": str(self.registry),
+            "FRAUD_STATE_DIR": str(self.state_dir),
+            "FRAUD_IDLE_PARTITION_S": "1.0",
+        }
+
+    def start_worker(self, name: str = "w") -> subprocess.Popen[bytes]:
+        log = (self.state_dir / f"worker-{name}.log").open("ab")
+        return subprocess.Popen(
+            [sys.executable, "-m", "fraudstream.cli", "worker"],
+            env={**os.environ, **self.env()},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def replay(
+        self, path: Path, topic_role: str = "transactions", send_invalid: bool = False
+    ) -> None:
+        from producers.replay import Pacer, read_recording, replay
+
+        stats = replay(
+            read_recording(path, send_invalid),
+            self.topics[topic_role],
+            self.broker.client_config(),
+            Pacer(),
+        )
+        assert stats.failed == 0, stats.first_errors
+
+    def worker_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.state_dir.glob("worker-*.log"))
+
+
+def collect(
+    broker: Broker,
+    topic: str,
+    until: Callable[[list[Any]], bool],
+    timeout_s: float,
+    what: str,
+    logs: Callable[[], str] = lambda: "",
+) -> list[Any]:
+    """Read `topic` from the start until `until(messages)` holds; fail clearly on timeout."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            **broker.client_config(),
+            "group.id": "collector",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+        }
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not until(messages):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout_s:.0f} s waiting for {what} on {topic} "
+                    f"(have {len(messages)} messages)\n--- worker logs ---\n{logs()[-3000:]}"
+                )
+            for message in consumer.consume(500, timeout=0.2):
+                if message.error() is None:
+                    messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"worker did not stop within {timeout_s} s of signal {sig}") from None
+
+
+@pytest.fixture
+def stack(
+    broker: Broker,
+    fresh_topics: Callable[..., dict[str, str]],
+    trained_registry: Any,
+    tmp_path: Path,
+) -> Iterator[Stack]:
+    topics = fresh_topics(
+        "transactions",
+        "fraud-scores",
+        "labels",
+        "transactions-dlq",
+        "drift-events",
+        "model-updates",
+    )
+    made = Stack(
+        broker=broker,
+        topics=topics,
+        app_id=f"app-{uuid.uuid4().hex[:8]}",
+        registry=trained_registry.root,
+        state_dir=tmp_path,
+    )
+    yield made
