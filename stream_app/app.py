@@ -58,6 +58,7 @@ class WorkerConfig:
     producer_linger_s: float = 0.005
     store: str = "memory://"
     web_port: int | None = None
+    stall_s: float = 5.0
 
 
 @dataclass
@@ -69,6 +70,7 @@ class WorkerStats:
     replayed: int = 0
     waits: int = 0
     repeats: int = 0
+    unstuck: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -223,6 +225,43 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     @app.task
     async def merchant_reader() -> None:
         await _read_merchant_inputs(app, config, view, view_changed)
+
+    progress: dict[int, tuple[int | None, float]] = {}
+
+    @app.timer(interval=2.0)
+    async def unstick_partitions() -> None:
+        """Watchdog: a partition with records waiting but no progress for a while is re-read
+        from the next expected offset (faust can stop delivering one after a recovery)."""
+        if not getattr(app.consumer, "flow_active", True):
+            return  # recovery or a rebalance in progress
+        now = time.monotonic()
+        for tp in app.consumer.assignment():
+            if tp.topic != config.topic_transactions:
+                continue
+            expected = guard.expected(tp.partition)
+            try:
+                highwater = app.consumer.highwater(tp)
+            except Exception as exc:  # not fetched yet, or revoked meanwhile
+                log.debug("no high watermark for %s yet: %r", tp, exc)
+                continue
+            last, since = progress.get(tp.partition, (None, now))
+            if expected != last:
+                progress[tp.partition] = (expected, now)
+                continue
+            if expected is None or highwater is None or highwater <= expected:
+                progress[tp.partition] = (expected, now)
+                continue
+            if now - since >= config.stall_s:
+                log.warning(
+                    "partition %d stalled at offset %d (high watermark %d): re-reading",
+                    tp.partition,
+                    expected,
+                    highwater,
+                )
+                stats.unstuck += 1
+                app.consumer.resume_partitions([tp])
+                await app.consumer.seek(tp, expected)
+                progress[tp.partition] = (expected, now)
 
     @app.timer(interval=5.0)
     async def report_progress() -> None:

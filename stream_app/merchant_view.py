@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 from models.merchant_window import EMPTY, MerchantCounts, MerchantValues
 from models.user_window import DEFAULT_ALLOWED_LATENESS_MS, HOUR_MS
 
+_HISTORY_MS = 32 * 24 * HOUR_MS
+"""Events kept to rebuild an old snapshot exactly: the longest window plus a margin."""
+_PRUNE_EVERY = 50_000
+
 
 @dataclass
 class _Source:
@@ -45,6 +49,8 @@ class MerchantView:
     snapshots: dict[int, dict[str, MerchantValues]] = field(default_factory=dict)
     stale_requests: int = 0
     _pending_labels: dict[str, int] = field(default_factory=dict)
+    _history: list[tuple[int, str]] = field(default_factory=list)
+    _fraud_history: list[tuple[str, int, int]] = field(default_factory=list)
     _transaction_index: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     # -- inputs -----------------------------------------------------------------------------
@@ -62,10 +68,11 @@ class MerchantView:
         source.idle = False
         if source.newest_ms is None or ts_ms > source.newest_ms:
             source.newest_ms = ts_ms
-        self.counts.add(merchant_id, ts_ms)
+        if self.counts.add(merchant_id, ts_ms):
+            self._history.append((ts_ms, merchant_id))
         labeled_at = self._pending_labels.pop(transaction_id, None)
         if labeled_at is not None:
-            self.counts.add_fraud_label(merchant_id, ts_ms, labeled_at)
+            self._add_fraud(merchant_id, ts_ms, labeled_at)
         else:
             self._transaction_index[transaction_id] = (merchant_id, ts_ms)
 
@@ -83,7 +90,11 @@ class MerchantView:
             # The transaction has not been read yet (labels replayed ahead of traffic).
             self._pending_labels[transaction_id] = labeled_at_ms
         else:
-            self.counts.add_fraud_label(known[0], known[1], labeled_at_ms)
+            self._add_fraud(known[0], known[1], labeled_at_ms)
+
+    def _add_fraud(self, merchant_id: str, ts_ms: int, labeled_at_ms: int) -> None:
+        self.counts.add_fraud_label(merchant_id, ts_ms, labeled_at_ms)
+        self._fraud_history.append((merchant_id, ts_ms, labeled_at_ms))
 
     def set_idle(self, kind: str, partition: int, idle: bool = True) -> None:
         sources = self.transaction_sources if kind == "transactions" else self.label_sources
@@ -114,9 +125,9 @@ class MerchantView:
 
         Snapshots are built hour by hour as scorers ask for them (so the replica never runs
         ahead of its own scorers) and the last `max_snapshots` are kept for scorers of other
-        partitions that are a little behind. A request older than that gets the oldest kept
-        snapshot and is counted in `stale_requests` (partitions more than `max_snapshots`
-        hours apart in event time).
+        partitions that are a little behind. A request older than that (a partition re-read
+        after a restart, say) is rebuilt exactly from the retained events and counted in
+        `stale_requests`.
         """
         kept = self.snapshots.get(boundary_ms)
         if kept is not None:
@@ -127,7 +138,10 @@ class MerchantView:
         current = self.counts.boundary_ms
         if current is not None and boundary_ms < current:
             self.stale_requests += 1
-            return self.snapshots[min(self.snapshots)] if self.snapshots else None
+            rebuilt = self._rebuild(boundary_ms)
+            self.snapshots[boundary_ms] = rebuilt
+            self._forget_old(keep=boundary_ms)
+            return rebuilt
         start = boundary_ms if current is None else current + HOUR_MS
         steps = range(start, boundary_ms + 1, HOUR_MS)
         for boundary in steps[-self.max_snapshots :]:
@@ -151,14 +165,29 @@ class MerchantView:
             return 0.0
         return (mark - current) / HOUR_MS
 
-    def _forget_old(self) -> None:
+    def _rebuild(self, boundary_ms: int) -> dict[str, MerchantValues]:
+        """The snapshot at an old boundary, from the retained events (slow, exact, rare)."""
+        counts = MerchantCounts()
+        for ts_ms, merchant in self._history:
+            if ts_ms < boundary_ms:
+                counts.add(merchant, ts_ms)
+        for merchant, ts_ms, labeled_at in self._fraud_history:
+            counts.add_fraud_label(merchant, ts_ms, labeled_at)
+        counts.advance(boundary_ms)
+        return counts.snapshot()
+
+    def _forget_old(self, keep: int | None = None) -> None:
         while len(self.snapshots) > self.max_snapshots:
-            del self.snapshots[min(self.snapshots)]
-        # Transactions older than the longest window plus the label horizon cannot matter.
+            oldest = min(b for b in self.snapshots if b != keep)
+            del self.snapshots[oldest]
+        # Events older than the longest window (plus margin) can no longer matter.
         horizon = self.counts.boundary_ms
-        if horizon is None or len(self._transaction_index) < 100_000:
+        if horizon is None or len(self._history) < 2 * _PRUNE_EVERY:
             return
-        cutoff = horizon - 31 * 24 * HOUR_MS
-        self._transaction_index = {
-            k: v for k, v in self._transaction_index.items() if v[1] >= cutoff
-        }
+        cutoff = horizon - _HISTORY_MS
+        if self._history[_PRUNE_EVERY][0] < cutoff:
+            self._history = [e for e in self._history if e[0] >= cutoff]
+            self._fraud_history = [e for e in self._fraud_history if e[1] >= cutoff]
+            self._transaction_index = {
+                k: v for k, v in self._transaction_index.items() if v[1] >= cutoff
+            }

@@ -103,3 +103,25 @@ def test_lateness_holds_the_watermark_back() -> None:
     view.add_transaction(0, "c", "m1", t0 + 11 * 60_000)
     got = view.lookup(t0, "m1")
     assert got is not None and got.tx_counts == (1, 1, 1)
+
+
+def test_an_old_boundary_is_rebuilt_exactly_after_the_view_moved_on(
+    small_dataset: SimulatedData,
+) -> None:
+    expected = offline_merchant_values(small_dataset)
+    view = MerchantView(max_snapshots=4)
+    view.set_partitions(transactions=1, labels=1)
+    for tx in small_dataset.transactions:
+        view.add_transaction(0, tx.transaction_id, tx.merchant_id, epoch_ms(tx.timestamp))
+    for lab in small_dataset.labels:
+        view.add_label(0, lab.transaction_id, lab.is_fraud, epoch_ms(lab.labeled_at))
+    view.set_idle("transactions", 0)
+    view.set_idle("labels", 0)
+    last = small_dataset.transactions[-1]
+    assert view.snapshot_for(snapshot_boundary(epoch_ms(last.timestamp))) is not None
+    # A partition re-read from the start now asks for boundaries days behind the view.
+    for tx in small_dataset.transactions[:: len(small_dataset.transactions) // 40]:
+        got = view.lookup(snapshot_boundary(epoch_ms(tx.timestamp)), tx.merchant_id)
+        assert got is not None
+        assert (got.tx_counts, got.fraud_rates()) == expected[tx.transaction_id]
+    assert view.stale_requests > 0
