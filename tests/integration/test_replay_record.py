@@ -3,44 +3,26 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from producers.record import record
 from producers.replay import Pacer, read_recording, replay
 from schemas.errors import InputError
 from schemas.events import epoch_ms
 from tests.conftest import SimulatedData
-from tests.integration.conftest import Broker
+from tests.integration.conftest import Broker, collect
 
 pytestmark = pytest.mark.integration
 
 
 def consume_all(broker: Broker, topic: str, expected: int, timeout_s: float = 30.0) -> list[Any]:
-    consumer = Consumer(
-        {
-            **broker.client_config(),
-            "group.id": "test-reader",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 10,
-        }
-    )
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    messages = []
-    deadline = time.monotonic() + timeout_s
-    while len(messages) < expected and time.monotonic() < deadline:
-        message = consumer.poll(0.2)
-        if message is not None and message.error() is None:
-            messages.append(message)
-    consumer.close()
-    assert len(messages) == expected, f"got {len(messages)} of {expected} within {timeout_s} s"
+    messages = collect(broker, topic, lambda m: len(m) >= expected, timeout_s, f"{expected}")
+    assert len(messages) == expected, f"got {len(messages)} messages, expected {expected}"
     return messages
 
 
