@@ -731,12 +731,24 @@ def demo(
     workdir: Annotated[
         Path | None, typer.Option(help="Where the demo writes (default: STATE_DIR/demo).")
     ] = None,
+    minutes: Annotated[float, typer.Option(help="Length of the live phase.")] = 3.0,
+    rate: Annotated[float, typer.Option(help="Live transactions per second.")] = 40.0,
+    offline: Annotated[
+        bool, typer.Option(help="Run the offline loop instead: simulate, train, score, evaluate.")
+    ] = False,
 ) -> None:
-    """Simulate history, train the first model, score it offline and evaluate: end to end."""
-    from fraudstream.demo import run_offline_demo
-
+    """Everything, one command: broker, topics, history, first model, worker, live traffic with
+    a live view (about 2 minutes of set-up, then MINUTES live); Ctrl-C stops all it started."""
     settings = _settings()
-    run_offline_demo(workdir or settings.state_dir / "demo", out)
+    target = workdir or settings.state_dir / "demo"
+    if offline:
+        from fraudstream.demo import run_offline_demo
+
+        run_offline_demo(target, out)
+        return
+    from fraudstream.demo_live import run_live_demo
+
+    run_live_demo(target, out, live_minutes=minutes, rate=rate)
 
 
 def main() -> None:

@@ -148,11 +148,11 @@ class Pacer:
             self.sleep(due - now)
 
 
-def producer_config(client_config: Mapping[str, str]) -> dict[str, Any]:
+def producer_config(client_config: Mapping[str, str], linger_ms: int = 20) -> dict[str, Any]:
     """Batching producer settings (the embedded broker's fetch cost grows with batch count)."""
     return {
         **client_config,
-        "linger.ms": 20,
+        "linger.ms": linger_ms,
         "batch.num.messages": 10000,
         "acks": "all",
         "enable.idempotence": True,
@@ -167,6 +167,8 @@ def replay(
     pacer: Pacer,
     limit: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    linger_ms: int = 20,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> ReplayStats:
     """Produce the records to `topic`, flushing at the end (also on Ctrl-C)."""
     from confluent_kafka import KafkaError, Producer
@@ -181,11 +183,11 @@ def replay(
             if len(stats.first_errors) < 5:
                 stats.first_errors.append(error.str())
 
-    producer = Producer(producer_config(client_config))
+    producer = Producer(producer_config(client_config, linger_ms))
     began = time.monotonic()
     try:
         for record in records:
-            if limit is not None and stats.sent >= limit:
+            if (limit is not None and stats.sent >= limit) or should_stop():
                 break
             pacer.wait(record.timestamp_ms)
             kwargs: dict[str, Any] = {"value": record.value, "on_delivery": delivered}
