@@ -26,7 +26,7 @@ from models.registry import ModelRegistry
 from models.scoring import Scorer
 from schemas.events import Label, epoch_ms
 from stream_app import faust_tuning
-from stream_app.batch import Incoming, decode_batch, score_batch
+from stream_app.batch import Decoded, Incoming, decode, decode_batch, score_batch
 from stream_app.merchant_view import MerchantView
 from stream_app.offset_guard import OffsetGuard
 from stream_app.user_record import UserRecord
@@ -361,8 +361,6 @@ async def _read_merchant_inputs(
 def _feed(view: MerchantView, config: WorkerConfig, tp: TopicPartition, value: bytes) -> None:
     """Pass one raw input to the view; unusable input is the scorer's to dead-letter."""
     if tp.topic == config.topic_transactions:
-        from stream_app.batch import Decoded, decode
-
         decoded = decode(
             Incoming(tp.topic, tp.partition, 0, None, value, 0.0), config.max_message_bytes
         )
