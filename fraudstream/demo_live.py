@@ -1,6 +1,6 @@
 """`fraudstream demo`: the streaming system end to end on the embedded broker, with a live view.
 
-1. simulate 45 days of card traffic; train the first model on the weeks before day 42;
+1. simulate 46 days of card traffic; train the first model on the weeks before day 42;
 2. start the embedded broker (free port) and a scoring worker;
 3. replay 30 days of history at full speed (fills user windows and merchant snapshots);
 4. stream the last days live at a steady rate while a terminal view shows throughput,
@@ -41,7 +41,7 @@ from schemas.events import Label, Transaction, epoch_ms
 from schemas.jsonl import read_events
 
 START = date(2018, 4, 1)
-DAYS = 45
+DAYS = 46
 LIVE_FROM_DAY = 42
 HISTORY_DAYS = 30
 PARTITIONS = 2

@@ -6,7 +6,8 @@ same numbers for the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -118,6 +119,38 @@ def fraud_score(
     )
 
 
+def score_rows(
+    scorer: Scorer,
+    transactions: Sequence[Transaction],
+    rows: Sequence[Sequence[float]],
+    late: Sequence[bool],
+    received_s: Sequence[float] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[FraudScore]:
+    """One model call for the rows, one FraudScore per transaction (offline and stream).
+
+    `received_s` (clock readings when each record arrived) gives each score its latency up to
+    the moment the batch is scored; offline there is none (0).
+    """
+    batch = scorer.score(np.asarray(rows, dtype=np.float64))
+    now = datetime.now(UTC)
+    done = clock()
+    return [
+        fraud_score(
+            tx,
+            rows[i],
+            batch.scores[i],
+            batch.decisions[i],
+            batch.reasons[i],
+            scorer.version,
+            now,
+            max(0.0, (done - received_s[i]) * 1000.0) if received_s is not None else 0.0,
+            late[i],
+        )
+        for i, tx in enumerate(transactions)
+    ]
+
+
 def score_offline(
     transactions: Sequence[Transaction],
     scorer: Scorer,
@@ -139,17 +172,4 @@ def score_offline(
             row, too_late = builder.observe(tx)
             rows.append(row)
             late.append(too_late)
-        batch = scorer.score(np.asarray(rows, dtype=np.float64))
-        now = datetime.now(UTC)
-        for i, tx in enumerate(chunk):
-            yield fraud_score(
-                tx,
-                rows[i],
-                batch.scores[i],
-                batch.decisions[i],
-                batch.reasons[i],
-                scorer.version,
-                now,
-                0.0,
-                late[i],
-            )
+        yield from score_rows(scorer, chunk, rows, late)

@@ -12,12 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import numpy as np
 from pydantic import ValidationError
 
 from models.features import amount_cents, assemble
 from models.merchant_window import MerchantValues, snapshot_boundary
-from models.scoring import Scorer, fraud_score
+from models.scoring import Scorer, score_rows
 from schemas.events import DeadLetter, FraudScore, Transaction, epoch_ms
 from schemas.jsonl import describe_validation_error
 from stream_app.user_record import UserRecord
@@ -138,21 +137,12 @@ def score_batch(
         late_flags.append(user.too_late)
     if not rows:
         return ScoredBatchResult([], touched, 0, replayed)
-    batch = scorer.score(np.asarray(rows, dtype=np.float64))
-    now = datetime.now(UTC)
-    done = clock()
-    scores = [
-        fraud_score(
-            item.tx,
-            rows[i],
-            batch.scores[i],
-            batch.decisions[i],
-            batch.reasons[i],
-            scorer.version,
-            now,
-            max(0.0, (done - item.message.received_s) * 1000.0),
-            late_flags[i],
-        )
-        for i, item in enumerate(valid)
-    ]
+    scores = score_rows(
+        scorer,
+        [item.tx for item in valid],
+        rows,
+        late_flags,
+        [item.message.received_s for item in valid],
+        clock,
+    )
     return ScoredBatchResult(scores, touched, sum(late_flags), replayed)
