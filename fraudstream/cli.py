@@ -138,16 +138,14 @@ def simulate(
     as_json: JsonFlag = False,
 ) -> None:
     """Write labelled synthetic traffic: OUT/transactions.jsonl and OUT/labels.jsonl."""
-    from producers.simulator import DEFAULT_SCENARIOS, SCENARIOS, SimulationConfig, write_traffic
+    from producers.simulator import DEFAULT_SCENARIOS, SimulationConfig, write_traffic
     from producers.simulator import simulate as run_simulation
 
     try:
         first_day = date.fromisoformat(start)
     except ValueError:
         raise InputError(f"--start: '{start}' is not a date (YYYY-MM-DD)") from None
-    names: tuple[str, ...] = tuple(scenario) if scenario else DEFAULT_SCENARIOS
-    if "all" in names:
-        names = tuple(SCENARIOS)
+    names: tuple[str, ...] = tuple(scenario) if scenario else DEFAULT_SCENARIOS  # "all": config
     config = SimulationConfig(
         customers=customers,
         merchants=merchants,

@@ -7,6 +7,7 @@ minute on a 2-core machine; every step is the same code the individual commands 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from models.features import fraud_label_times
 from models.registry import ModelRegistry
 from models.report import write_report
 from models.scoring import Scorer, score_offline
-from models.training import TrainingConfig, train
+from models.training import TrainingConfig, TrainingResult, train
 from producers.simulator import SimulationConfig, simulate, write_traffic
 from schemas.events import FraudScore, Label, Transaction, epoch_ms
 from schemas.jsonl import iter_events, read_events, write_events
@@ -27,33 +28,57 @@ DEMO_DAYS = 60
 TEST_DAYS = 14
 
 
+@dataclass(frozen=True)
+class DemoData:
+    """Simulated traffic on disk and in memory, and the first model, promoted."""
+
+    transactions_file: Path
+    labels_file: Path
+    transactions: list[Transaction]
+    labels: list[Label]
+    registry: ModelRegistry
+    result: TrainingResult
+    version: str
+
+
+def day_start(day: int) -> datetime:
+    return datetime.combine(DEMO_START, datetime.min.time(), UTC) + timedelta(days=day)
+
+
+def simulate_and_train(workdir: Path, days: int, train_until_day: int) -> DemoData:
+    """Both demos begin alike: 1,000 cards of traffic, a model trained up to a day, promoted."""
+    traffic = simulate(
+        SimulationConfig(customers=1000, merchants=2000, days=days, start=DEMO_START, seed=7)
+    )
+    tx_path, label_path = write_traffic(traffic, workdir / "data")
+    transactions = read_events(tx_path, Transaction).records
+    labels = read_events(label_path, Label).records
+    registry = ModelRegistry(workdir / "registry", "fraud-xgb")
+    result = train(transactions, labels, TrainingConfig(as_of=day_start(train_until_day)))
+    version = registry.register(result.model_bytes, result.metadata)
+    registry.promote(version.version, reason="demo")
+    return DemoData(tx_path, label_path, transactions, labels, registry, result, version.version)
+
+
 def run_offline_demo(workdir: Path, console: Console) -> None:
     began = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]fraudstream demo (offline loop)")
 
-    console.print(f"1/4 simulating {DEMO_DAYS} days of card traffic ...")
-    traffic = simulate(
-        SimulationConfig(customers=1000, merchants=2000, days=DEMO_DAYS, start=DEMO_START, seed=7)
+    console.print(
+        f"1/4 simulating {DEMO_DAYS} days of card traffic and training on the weeks before "
+        f"the last {TEST_DAYS} (7-day label delay) ..."
     )
-    tx_path, label_path = write_traffic(traffic, workdir / "data")
-    summary = traffic.summary()
-    console.print(f"    {len(traffic):,} transactions, fraud rate {summary['fraud_rate']:.2%}")
-
-    transactions = read_events(tx_path, Transaction).records
-    labels = read_events(label_path, Label).records
-    test_start = datetime.combine(DEMO_START, datetime.min.time(), UTC) + timedelta(
-        days=DEMO_DAYS - TEST_DAYS
-    )
-
-    console.print("2/4 training on the weeks before the test period (7-day label delay) ...")
-    registry = ModelRegistry(workdir / "registry", "fraud-xgb")
-    result = train(transactions, labels, TrainingConfig(as_of=test_start))
-    version = registry.register(result.model_bytes, result.metadata)
-    registry.promote(version.version, reason="demo")
+    data = simulate_and_train(workdir, DEMO_DAYS, DEMO_DAYS - TEST_DAYS)
+    transactions, labels, result = data.transactions, data.labels, data.result
+    test_start = day_start(DEMO_DAYS - TEST_DAYS)
+    frauds = sum(1 for lab in labels if lab.is_fraud)
+    console.print(f"    {len(transactions):,} transactions, fraud rate {frauds / len(labels):.2%}")
+    console.print("2/4 registered and promoted the first model")
+    registry = data.registry
     val = result.metadata["metrics"]["validation"]
     console.print(
-        f"    {version.version}: validation AUC {val['auc_roc']:.3f}, AP "
+        f"    {data.version}: validation AUC {val['auc_roc']:.3f}, AP "
         f"{val['average_precision']:.3f}; review >= {result.thresholds.review:.3f}, "
         f"decline >= {result.thresholds.decline:.3f}"
     )
@@ -65,12 +90,12 @@ def run_offline_demo(workdir: Path, console: Console) -> None:
 
     console.print(f"4/4 evaluating the last {TEST_DAYS} days (never seen in training) ...")
     truth = {lab.transaction_id: lab.is_fraud for lab in labels}
-    data, _ = evaluation_input_from_scores(
+    scored, _ = evaluation_input_from_scores(
         iter_events(scores_path, FraudScore), truth, start_ms=epoch_ms(test_start)
     )
     costs = TrainingConfig().costs
-    report = evaluate(data, costs)
-    paths = write_report(data, report, workdir / "report", costs)
+    report = evaluate(scored, costs)
+    paths = write_report(scored, report, workdir / "report", costs)
     console.print(
         f"    AUC {report.auc_roc:.3f}  AP {report.average_precision:.3f}  "
         f"card precision@100 {report.card_precision_at_k:.3f}  "

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -32,15 +32,11 @@ from rich.live import Live
 from rich.table import Table
 
 from fraudstream.broker import EmbeddedBroker
+from fraudstream.demo import day_start, simulate_and_train
 from fraudstream.topics import create_topics
-from models.registry import ModelRegistry
-from models.training import TrainingConfig, train
 from producers.replay import Pacer, read_recording, replay
-from producers.simulator import SimulationConfig, simulate, write_traffic
-from schemas.events import Label, Transaction, epoch_ms
-from schemas.jsonl import read_events
+from schemas.events import epoch_ms
 
-START = date(2018, 4, 1)
 DAYS = 46
 LIVE_FROM_DAY = 42
 HISTORY_DAYS = 30
@@ -52,10 +48,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _day(n: int) -> datetime:
-    return datetime.combine(START, datetime.min.time(), UTC) + timedelta(days=n)
 
 
 def _slice(source: Path, target: Path, start_ms: int, end_ms: int, field: str) -> int:
@@ -76,32 +68,24 @@ def run_live_demo(
     workdir.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]fraudstream demo (streaming)")
     console.print(f"1/5 simulating {DAYS} days of card traffic and training the first model ...")
-    traffic = simulate(
-        SimulationConfig(customers=1000, merchants=2000, days=DAYS, start=START, seed=7)
-    )
-    tx_path, label_path = write_traffic(traffic, workdir / "data")
-    transactions = read_events(tx_path, Transaction).records
-    labels = read_events(label_path, Label).records
-    live_start = epoch_ms(_day(LIVE_FROM_DAY))
-    registry = ModelRegistry(workdir / "registry", "fraud-xgb")
-    result = train(transactions, labels, TrainingConfig(as_of=_day(LIVE_FROM_DAY)))
-    version = registry.register(result.model_bytes, result.metadata)
-    registry.promote(version.version, reason="demo")
+    data = simulate_and_train(workdir, DAYS, LIVE_FROM_DAY)
+    tx_path, label_path, version = data.transactions_file, data.labels_file, data.version
+    live_start = epoch_ms(day_start(LIVE_FROM_DAY))
     history = workdir / "history.jsonl"
     live = workdir / "live.jsonl"
     known_labels = workdir / "labels_known.jsonl"
-    first = epoch_ms(_day(LIVE_FROM_DAY - HISTORY_DAYS))
+    first = epoch_ms(day_start(LIVE_FROM_DAY - HISTORY_DAYS))
     n_history = _slice(tx_path, history, first, live_start, "timestamp")
-    n_live = _slice(tx_path, live, live_start, epoch_ms(_day(DAYS)), "timestamp")
+    n_live = _slice(tx_path, live, live_start, epoch_ms(day_start(DAYS)), "timestamp")
     _slice(label_path, known_labels, 0, live_start, "labeled_at")
-    is_fraud = {lab.transaction_id: lab.is_fraud for lab in labels}
-    del transactions, labels
+    is_fraud = {lab.transaction_id: lab.is_fraud for lab in data.labels}
+    del data
 
     broker = EmbeddedBroker(workdir / "broker-state", _free_port())
     worker: subprocess.Popen[bytes] | None = None
     stop = threading.Event()
     try:
-        console.print(f"2/5 starting the embedded broker and a worker ({version.version}) ...")
+        console.print(f"2/5 starting the embedded broker and a worker ({version}) ...")
         broker.start()
         config = {"bootstrap.servers": broker.bootstrap}
         topics = {

@@ -164,7 +164,7 @@ class MerchantCounts:
 
     def snapshot(self) -> dict[str, MerchantValues]:
         """Every merchant with a transaction in the longest window (what the stream ships)."""
-        return {m: self.lookup(m) for m in sorted(self._tx[-1])}
+        return {m: self.lookup(m) for m in self._tx[-1]}
 
     def stored_hours(self) -> int:
         return len(self._hourly)

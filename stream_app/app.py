@@ -115,7 +115,6 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     stats = WorkerStats()
     guard = OffsetGuard()
     records: dict[str, tuple[int, UserRecord]] = {}  # user -> (partition, live record)
-    app.fraud = {"view": view, "stats": stats, "scorer": scorer}  # type: ignore[attr-defined]
 
     def record_of(partition: int) -> Any:
         def get(user_id: str) -> UserRecord:
