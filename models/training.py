@@ -10,6 +10,9 @@ Timeline (all in event time, `as_of` = the moment of training, default the last 
 * Early stopping and the decision thresholds use the validation part, which lies `gap_days`
   after the fit part, as the model will meet traffic some time after its data ends.
 * The final model is refit on the whole window with the number of trees early stopping chose.
+
+`train` builds the labelled rows from transactions and labels; `train_on_dataset` is the same
+training from rows prepared elsewhere (the retrain service uses the stream's scored feature log).
 """
 
 from __future__ import annotations
@@ -82,14 +85,53 @@ class TrainingResult:
     thresholds: Thresholds
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
-    """Labelled feature rows of the training window, in event-time order."""
+    """Labelled feature rows in event-time order (columns: FEATURE_NAMES).
+
+    Checked on construction, so training never meets misaligned arrays or unordered rows: the
+    time split and the early-stopping data depend on the order.
+    """
 
     matrix: np.ndarray
     labels: np.ndarray  # bool
     event_time_ms: np.ndarray  # int64
     transaction_ids: list[str]
+
+    def __post_init__(self) -> None:
+        if self.matrix.ndim != 2 or self.matrix.shape[1] != len(FEATURE_NAMES):
+            raise InputError(
+                f"dataset rows must have {len(FEATURE_NAMES)} features, got {self.matrix.shape}"
+            )
+        lengths = {
+            self.matrix.shape[0],
+            self.labels.shape[0],
+            self.event_time_ms.shape[0],
+            len(self.transaction_ids),
+        }
+        if len(lengths) != 1:
+            raise InputError(
+                f"dataset columns differ in length: {self.matrix.shape[0]} rows, "
+                f"{self.labels.shape[0]} labels, {self.event_time_ms.shape[0]} times, "
+                f"{len(self.transaction_ids)} ids"
+            )
+        if self.labels.dtype != np.bool_:
+            raise InputError(f"dataset labels must be booleans, got dtype {self.labels.dtype}")
+        if self.event_time_ms.size and bool((np.diff(self.event_time_ms) < 0).any()):
+            raise InputError("dataset rows must be in event-time order")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def select(self, mask: np.ndarray) -> Dataset:
+        """The rows where `mask` is true, in the same order."""
+        index = np.flatnonzero(mask)
+        return Dataset(
+            matrix=self.matrix[index],
+            labels=self.labels[index],
+            event_time_ms=self.event_time_ms[index],
+            transaction_ids=[self.transaction_ids[i] for i in index],
+        )
 
 
 def join_labels(
@@ -196,15 +238,43 @@ def train(
         raise TrainingError("no transactions to train on")
     last_ms = max(epoch_ms(tx.timestamp) for tx in transactions)
     as_of_ms = epoch_ms(config.as_of) if config.as_of is not None else last_ms
-    window_end = as_of_ms - _ms(config.delay_days)
-    window_start = window_end - _ms(config.train_days)
-    valid_start = window_end - _ms(config.valid_days)
-    fit_end = valid_start - _ms(config.gap_days)
-
+    window_start, window_end = training_window(config, as_of_ms)
     known = join_labels(transactions, labels, as_of_ms)
     data = build_dataset(
         transactions, labels, known, window_start, window_end, config.allowed_lateness_ms
     )
+    return train_on_dataset(data, config, as_of_ms, lineage)
+
+
+def training_window(config: TrainingConfig, as_of_ms: int) -> tuple[int, int]:
+    """[start, end) of the training window in event-time ms: it ends `delay_days` before as_of."""
+    window_end = as_of_ms - _ms(config.delay_days)
+    return window_end - _ms(config.train_days), window_end
+
+
+def train_on_dataset(
+    data: Dataset,
+    config: TrainingConfig,
+    as_of_ms: int,
+    lineage: dict[str, Any] | None = None,
+) -> TrainingResult:
+    """Train on prepared rows: those inside the window that `config` and `as_of_ms` define.
+
+    `data` holds the labels known at `as_of_ms` (the caller applies label availability); rows
+    outside the window are ignored, so a caller may pass everything it has.
+    """
+    config.validate()
+    if config.as_of is not None and epoch_ms(config.as_of) != as_of_ms:
+        raise InputError(
+            f"config.as_of ({config.as_of.isoformat()}) contradicts as_of_ms ({_iso(as_of_ms)})"
+        )
+    window_start, window_end = training_window(config, as_of_ms)
+    valid_start = window_end - _ms(config.valid_days)
+    fit_end = valid_start - _ms(config.gap_days)
+    inside = (data.event_time_ms >= window_start) & (data.event_time_ms < window_end)
+    if not inside.all():
+        data = data.select(inside)
+
     fit = data.event_time_ms < fit_end
     valid = data.event_time_ms >= valid_start
     _check_classes(data.labels[fit], "fit", config.min_frauds)
