@@ -5,11 +5,13 @@ Layout under `<root>/<model name>/`:
     versions/v1/model.ubj        XGBoost's own binary format (never pickle)
     versions/v1/metadata.json    feature names, window, fingerprint, metrics, thresholds, versions
     versions/v1/SHA256SUMS       sha256 of both files (`sha256sum -c` compatible)
-    history.json                 champion changes (promote / rollback), newest last
+    history.json                 champion and shadow changes, newest last
 
 A version is written to a temporary directory and renamed into place, so a crash never leaves a
 half-written version. The champion is derived from history.json, itself replaced atomically:
-promotions push a version, rollbacks pop back to the previous champion.
+promotions push a version, rollbacks pop back to the previous champion. A shadow (a challenger
+scored beside the champion, never deciding) is set and cleared in the same history; promoting
+the shadow version ends its shadowing.
 """
 
 from __future__ import annotations
@@ -125,9 +127,7 @@ class ModelRegistry:
     def promote(self, version: str, reason: str = "manual") -> ModelVersion:
         """Make `version` the champion (verified first)."""
         info = self.get(version)
-        history = self.history()
-        history.append({"action": "promote", "version": version, "at": _now(), "reason": reason})
-        self._write_history(history)
+        self._append({"action": "promote", "version": version, "at": _now(), "reason": reason})
         return info
 
     def rollback(self, reason: str = "manual") -> ModelVersion:
@@ -140,8 +140,7 @@ class ModelRegistry:
             )
         previous = stack[-2]
         info = self.get(previous)
-        history = self.history()
-        history.append(
+        self._append(
             {
                 "action": "rollback",
                 "version": previous,
@@ -150,10 +149,36 @@ class ModelRegistry:
                 "reason": reason,
             }
         )
-        self._write_history(history)
         return info
 
+    def set_shadow(self, version: str, reason: str = "manual") -> ModelVersion:
+        """Let `version` be scored beside the champion (verified first)."""
+        info = self.get(version)
+        if version == self.champion():
+            raise RegistryError(f"{self.model_name} {version} is the champion; it cannot shadow it")
+        self._append({"action": "shadow", "version": version, "at": _now(), "reason": reason})
+        return info
+
+    def clear_shadow(self, reason: str = "manual") -> str:
+        """Stop shadow scoring; returns the version that was shadowing."""
+        current = self.shadow()
+        if current is None:
+            raise RegistryError(f"{self.model_name}: no shadow model is set")
+        self._append({"action": "unshadow", "version": current, "at": _now(), "reason": reason})
+        return current
+
     # -- reading ----------------------------------------------------------------------------
+    def shadow(self) -> str | None:
+        """The version scored beside the champion, if any."""
+        current: str | None = None
+        for entry in self.history():
+            action = entry.get("action")
+            if action == "shadow":
+                current = entry["version"]
+            elif action == "unshadow" or (action == "promote" and entry["version"] == current):
+                current = None
+        return current
+
     def list_versions(self) -> list[str]:
         if not self.versions_dir.is_dir():
             return []
@@ -248,6 +273,9 @@ class ModelRegistry:
     def _next_number(self) -> int:
         versions = self.list_versions()
         return int(versions[-1][1:]) + 1 if versions else 1
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        self._write_history([*self.history(), entry])
 
     def _write_history(self, history: list[dict[str, Any]]) -> None:
         self.base.mkdir(parents=True, exist_ok=True)

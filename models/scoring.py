@@ -20,7 +20,7 @@ from models.registry import LoadedModel
 from models.thresholds import Thresholds
 from models.user_window import DEFAULT_ALLOWED_LATENESS_MS
 from schemas.errors import RegistryError
-from schemas.events import Decision, FraudScore, Reason, Transaction
+from schemas.events import Decision, FraudScore, Reason, ShadowScore, Transaction
 
 REASON_COUNT = 3
 
@@ -86,6 +86,13 @@ class Scorer:
             reasons=[self._reasons(row) for row in contributions],
         )
 
+    def probabilities(self, matrix: np.ndarray) -> list[float]:
+        """Scores only, no reasons (a shadow model's opinion costs one prediction)."""
+        if matrix.shape[0] == 0:
+            return []
+        dmatrix = xgb.DMatrix(matrix, feature_names=list(self.feature_names), nthread=1)
+        return [float(p) for p in self.booster.predict(dmatrix)]
+
     def _reasons(self, contributions: np.ndarray) -> list[Reason]:
         values = contributions[:-1]  # the last column is the bias
         top = np.argsort(-np.abs(values), kind="stable")[: self.reason_count]
@@ -102,6 +109,7 @@ def fraud_score(
     scored_at: datetime,
     latency_ms: float,
     late: bool,
+    shadow: ShadowScore | None = None,
 ) -> FraudScore:
     """The published record for one scored transaction (offline and in the stream)."""
     return FraudScore(
@@ -116,6 +124,7 @@ def fraud_score(
         scored_at=scored_at,
         latency_ms=latency_ms,
         late=late,
+        shadow=shadow,
     )
 
 
@@ -126,13 +135,23 @@ def score_rows(
     late: Sequence[bool],
     received_s: Sequence[float] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    shadow: Scorer | None = None,
 ) -> list[FraudScore]:
     """One model call for the rows, one FraudScore per transaction (offline and stream).
 
     `received_s` (clock readings when each record arrived) gives each score its latency up to
-    the moment the batch is scored; offline there is none (0).
+    the moment the batch is scored; offline there is none (0). A `shadow` scorer (a challenger)
+    scores the same rows; its opinion rides along in each score's `shadow` block.
     """
-    batch = scorer.score(np.asarray(rows, dtype=np.float64))
+    matrix = np.asarray(rows, dtype=np.float64)
+    batch = scorer.score(matrix)
+    shadows: list[ShadowScore | None] = [None] * len(transactions)
+    if shadow is not None:
+        probabilities = shadow.probabilities(matrix)
+        shadows = [
+            ShadowScore(model_version=shadow.version, score=p, decision=shadow.thresholds.decide(p))
+            for p in probabilities
+        ]
     now = datetime.now(UTC)
     done = clock()
     return [
@@ -146,6 +165,7 @@ def score_rows(
             now,
             max(0.0, (done - received_s[i]) * 1000.0) if received_s is not None else 0.0,
             late[i],
+            shadows[i],
         )
         for i, tx in enumerate(transactions)
     ]

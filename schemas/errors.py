@@ -19,3 +19,7 @@ class RegistryError(FraudstreamError):
 
 class TrainingError(FraudstreamError):
     """The data cannot produce a sound model (one class, too few frauds, empty window)."""
+
+
+class DeliveryError(FraudstreamError):
+    """A message could not be delivered to Kafka (broker down, topic missing, timeout)."""

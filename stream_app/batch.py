@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
@@ -102,6 +102,8 @@ class ScoredBatchResult:
     touched_users: set[str]
     late: int
     replayed: int
+    rows: list[list[float] | tuple[float, ...]] = field(default_factory=list)
+    event_time_ms: list[int] = field(default_factory=list)
 
 
 def score_batch(
@@ -111,6 +113,7 @@ def score_batch(
     scorer: Scorer,
     allowed_lateness_ms: int,
     clock: Callable[[], float],
+    shadow: Scorer | None = None,
 ) -> ScoredBatchResult:
     """Features (state updated in order), one model call for the batch, one FraudScore each."""
     rows: list[list[float] | tuple[float, ...]] = []
@@ -144,5 +147,8 @@ def score_batch(
         late_flags,
         [item.message.received_s for item in valid],
         clock,
+        shadow,
     )
-    return ScoredBatchResult(scores, touched, sum(late_flags), replayed)
+    return ScoredBatchResult(
+        scores, touched, sum(late_flags), replayed, rows, [item.ts_ms for item in valid]
+    )

@@ -123,3 +123,25 @@ def test_scorer_gives_scores_decisions_and_three_reasons(registry: ModelRegistry
     alone = scorer.score(rows[7:8])
     assert alone.scores[0] == batch.scores[7]
     assert alone.reasons[0] == batch.reasons[7]
+
+
+def test_shadow_is_set_cleared_and_ended_by_promotion(registry: ModelRegistry) -> None:
+    for seed in range(3):
+        registry.register(tiny_model(seed), meta())
+    registry.promote("v1")
+    assert registry.shadow() is None
+    with pytest.raises(RegistryError, match="is the champion"):
+        registry.set_shadow("v1")
+    registry.set_shadow("v2")
+    assert (registry.champion(), registry.shadow()) == ("v1", "v2")
+    registry.set_shadow("v3")  # a newer challenger replaces the shadow
+    assert registry.shadow() == "v3"
+    assert registry.clear_shadow() == "v3"
+    assert registry.shadow() is None
+    with pytest.raises(RegistryError, match="no shadow"):
+        registry.clear_shadow()
+    registry.set_shadow("v2")
+    registry.promote("v2")  # the shadow won: it decides now and shadows no longer
+    assert (registry.champion(), registry.shadow()) == ("v2", None)
+    assert registry.rollback().version == "v1"
+    assert registry.shadow() is None
