@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,7 +69,22 @@ class Settings(BaseSettings):
         65536, ge=1024, description="Larger transaction messages are dead-lettered."
     )
     commit_interval_s: float = Field(1.0, gt=0, description="Offset commit interval.")
+    producer_linger_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="How long the worker's producer gathers a batch (latency vs. batches).",
+    )
     worker_store: str = Field("memory://", description="Faust table store (or rocksdb://).")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Worker and retrain service logs: text, or one JSON object a line."
+    )
+    metrics_port: int = Field(
+        9100,
+        ge=0,
+        le=65535,
+        description="Port of /metrics, /healthz and /readyz (worker, retrain); 0: any free port.",
+    )
 
     # Topic names.
     topic_transactions: str = Field("transactions", description="Incoming transactions.")
@@ -104,6 +119,23 @@ class Settings(BaseSettings):
             config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
         if self.kafka_ssl_cafile is not None:
             config["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        return config
+
+    def aiokafka_security(self) -> dict[str, Any]:
+        """The same security settings as aiokafka keyword arguments (the worker's clients)."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return {}
+        config: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if "SSL" in self.kafka_security_protocol:
+            from aiokafka.helpers import create_ssl_context
+
+            cafile = str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile is not None else None
+            config["ssl_context"] = create_ssl_context(cafile=cafile)
+        if "SASL" in self.kafka_security_protocol:
+            config["sasl_mechanism"] = self.kafka_sasl_mechanism or "PLAIN"
+            config["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                config["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         return config
 
 

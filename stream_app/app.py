@@ -4,7 +4,11 @@
   consumer group): micro-batches → dead letters / features / one model call → fraud scores.
   Per-user state lives in a changelog-backed table, written once per key per batch.
 * `merchant_reader` (a task): reads every partition of `transactions` (and `labels`) without a
-  group and feeds the replicated `MerchantView`; scorers wait on it for final snapshots.
+  group and feeds the replicated `MerchantView`; scorers wait on it for final snapshots. Labels
+  also meet the scores this worker gave (`FeedbackJoin`): online quality per model and the
+  concept-drift detectors.
+* `follow_model_updates` (a task): obeys ModelUpdates on `model-updates` (hot swap, shadow).
+* Drift detectors (`DriftMonitor`) watch every scored batch; detections go to `drift-events`.
 """
 
 from __future__ import annotations
@@ -13,20 +17,26 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import faust
+import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
+from fraudstream.metrics import WorkerMetrics, serve
+from models.drift import DriftMonitor
+from models.feedback import FeedbackJoin, Joined, OnlineQuality, Scored
 from models.merchant_window import MerchantValues
 from models.registry import ModelRegistry
 from models.scoring import Scorer
-from schemas.events import Label, epoch_ms
+from schemas.events import DriftEvent, FraudScore, Label, ModelUpdate, epoch_ms
 from stream_app import faust_tuning
-from stream_app.batch import Decoded, Incoming, decode, decode_batch, score_batch
+from stream_app.batch import Decoded, Incoming, ScoredBatchResult, decode, decode_batch, score_batch
+from stream_app.live_models import LiveModels
 from stream_app.merchant_view import MerchantView
 from stream_app.offset_guard import OffsetGuard
 from stream_app.user_record import UserRecord
@@ -44,6 +54,8 @@ class WorkerConfig:
     topic_scores: str
     topic_labels: str
     topic_dlq: str
+    topic_drift: str
+    topic_model_updates: str
     partitions: int
     registry_dir: str
     model_name: str
@@ -59,6 +71,11 @@ class WorkerConfig:
     store: str = "memory://"
     web_port: int | None = None
     stall_s: float = 5.0
+    metrics_port: int | None = None
+    kafka_security: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """aiokafka keyword arguments (security protocol, SASL, SSL context); never printed."""
+    broker_credentials: Any = field(default=None, repr=False)
+    """Faust's form of the same (SASLCredentials / SSLCredentials)."""
 
 
 @dataclass
@@ -71,20 +88,19 @@ class WorkerStats:
     waits: int = 0
     repeats: int = 0
     unstuck: int = 0
+    drift_events: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
 def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     """Build the worker app. `scorer` defaults to the registry's champion (checksum-verified)."""
     faust_tuning.register()
-    faust_tuning.configure(config.bootstrap, config.fetch_wait_ms)
-    if scorer is None:
-        scorer = Scorer.from_loaded(
-            ModelRegistry(Path(config.registry_dir), config.model_name).load()
-        )
+    faust_tuning.configure(config.bootstrap, config.fetch_wait_ms, config.kafka_security)
+    models = LiveModels(ModelRegistry(Path(config.registry_dir), config.model_name), scorer)
     app = faust.App(
         config.app_id,
         broker=f"{faust_tuning.SCHEME}://{config.bootstrap}",
+        broker_credentials=config.broker_credentials,
         store=config.store,
         topic_partitions=config.partitions,
         key_serializer="raw",
@@ -102,6 +118,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     transactions = app.topic(config.topic_transactions, value_serializer="raw")
     scores_topic = app.topic(config.topic_scores, value_serializer="raw")
     dlq_topic = app.topic(config.topic_dlq, value_serializer="raw")
+    drift_topic = app.topic(config.topic_drift, value_serializer="raw")
     # Keys and values are raw bytes (user id, compact JSON of the UserRecord).
     users = app.Table(
         "user-windows",
@@ -113,8 +130,74 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     view = MerchantView(allowed_lateness_ms=config.allowed_lateness_ms)
     view_changed = asyncio.Condition()
     stats = WorkerStats()
+    metrics = WorkerMetrics()
+    ready = asyncio.Event()
+
+    swaps_seen = {"applied": 0, "rejected": 0}
+
+    def show_models() -> None:
+        shadow = models.shadow.version if models.shadow is not None else ""
+        metrics.model.info({"version": models.champion.version, "shadow_version": shadow})
+        for outcome, now in (
+            ("applied", models.counts.applied),
+            ("rejected", models.counts.rejected),
+        ):
+            metrics.model_swaps.labels(outcome).inc(now - swaps_seen[outcome])
+            swaps_seen[outcome] = now
+
+    show_models()
+    if config.metrics_port is not None:
+        server = serve(metrics.registry, config.metrics_port, ready.is_set)
+        log.info("metrics on port %d", server.server_address[1])
     guard = OffsetGuard()
     records: dict[str, tuple[int, UserRecord]] = {}  # user -> (partition, live record)
+    feedback = FeedbackJoin()
+    quality = OnlineQuality()
+    drift = DriftMonitor(models.champion.version)
+    detections: list[DriftEvent] = []
+
+    def learn(joined: Joined | None) -> None:
+        """A label met its score: online quality, and concept drift for the current champion."""
+        if joined is None:
+            return
+        metrics.labels_joined.inc()
+        quality.add_joined(joined)
+        scored = joined.scored
+        if scored.model_version == drift.model_version:
+            detections.extend(
+                drift.observe_label(
+                    joined.labeled_at_ms, scored.score, scored.flagged, joined.is_fraud
+                )
+            )
+
+    def watch(result: ScoredBatchResult) -> None:
+        for score in result.scores:
+            learn(feedback.add_score(score.transaction_id, _scored(score)))
+        if drift.model_version != models.champion.version:
+            drift.reset(models.champion.version)
+        detections.extend(
+            drift.observe_scores(
+                result.event_time_ms,
+                [s.score for s in result.scores],
+                np.asarray(result.rows, dtype=np.float64),
+            )
+        )
+
+    async def publish_detections() -> None:
+        while detections:
+            event = detections.pop(0)
+            stats.drift_events += 1
+            metrics.drift_events.labels(event.detector, event.signal).inc()
+            log.warning(
+                "drift: %s on %s (model %s) at %s",
+                event.detector,
+                event.signal,
+                event.model_version,
+                event.detected_at.isoformat(),
+            )
+            await drift_topic.send(
+                key=event.detector.encode(), value=event.model_dump_json().encode()
+            )
 
     def record_of(partition: int) -> Any:
         def get(user_id: str) -> UserRecord:
@@ -184,30 +267,45 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
                 log.warning("offset gap on partition %d: re-reading from %d", partition, offset)
                 await app.consumer.seek(TP(config.topic_transactions, partition), offset)
             stats.consumed += len(messages)
+            metrics.consumed.inc(len(messages))
             valid, dead = decode_batch(messages, config.max_message_bytes)
             for letter, message in ((d, _source(d, messages)) for d in dead):
                 await dlq_topic.send(key=message.key, value=letter.model_dump_json().encode())
+                metrics.dead_letters.labels(letter.reason).inc()
             stats.dead_letters += len(dead)
             if not valid:
                 continue
+            waits = stats.waits
             for boundary in sorted({item.boundary_ms for item in valid}):
                 await wait_final(boundary)
+            if stats.waits > waits:
+                metrics.snapshot_waits.inc()
             by_partition: dict[int, list[Any]] = {}
             for item in valid:
                 by_partition.setdefault(item.message.partition, []).append(item)
+            champion, shadow = models.champion, models.shadow  # swaps happen between batches
             for partition, items in by_partition.items():
                 result = score_batch(
                     items,
                     record_of(partition),
                     merchant_of,
-                    scorer,
+                    champion,
                     config.allowed_lateness_ms,
                     time.monotonic,
+                    shadow,
                 )
                 for score in result.scores:
                     await scores_topic.send(
                         key=score.user_id.encode(), value=score.model_dump_json().encode()
                     )
+                published = time.monotonic()
+                for item, score in zip(items, result.scores, strict=True):
+                    metrics.latency.observe(max(0.0, published - item.message.received_s))
+                    metrics.score.observe(score.score)
+                    metrics.decisions.labels(score.decision).inc()
+                metrics.batch_size.observe(len(result.scores))
+                metrics.scored.inc(len(result.scores))
+                metrics.late.inc(result.late)
                 committed = faust_tuning.committed_offsets(app.consumer)
                 commit = committed.get((config.topic_transactions, partition))
                 for user in result.touched_users:
@@ -220,10 +318,25 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
                 stats.scored += len(result.scores)
                 stats.late += result.late
                 stats.replayed += result.replayed
+                watch(result)
+            await publish_detections()
+
+    def on_label(label: Label, labeled_at_ms: int) -> None:
+        learn(feedback.add_label(label.transaction_id, label.is_fraud, labeled_at_ms))
 
     @app.task
     async def merchant_reader() -> None:
-        await _read_merchant_inputs(app, config, view, view_changed)
+        await _read_merchant_inputs(app, config, view, view_changed, on_label)
+
+    @app.task
+    async def follow_model_updates() -> None:
+        ready.set()  # tasks start once the app has started: the model is loaded, topics exist
+        await _follow_model_updates(config, models, on_change=show_models)
+
+    @app.timer(interval=5.0)
+    async def flush_detections() -> None:
+        """Concept drift found by labels between batches is published here."""
+        await publish_detections()
 
     progress: dict[int, tuple[int | None, float]] = {}
 
@@ -238,11 +351,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             if tp.topic != config.topic_transactions:
                 continue
             expected = guard.expected(tp.partition)
-            try:
-                highwater = app.consumer.highwater(tp)
-            except Exception as exc:  # not fetched yet, or revoked meanwhile
-                log.debug("no high watermark for %s yet: %r", tp, exc)
-                continue
+            highwater = _highwater(app.consumer, tp)
             last, since = progress.get(tp.partition, (None, now))
             if expected != last:
                 progress[tp.partition] = (expected, now)
@@ -262,6 +371,29 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
                 await app.consumer.seek(tp, expected)
                 progress[tp.partition] = (expected, now)
 
+    reported_lag: set[str] = set()
+
+    @app.timer(interval=2.0)
+    async def update_gauges() -> None:
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic == config.topic_transactions]
+        for gone in reported_lag - {str(tp.partition) for tp in assigned}:
+            metrics.lag.remove(gone)  # another worker owns it now: its lag is not ours to report
+            reported_lag.discard(gone)
+        for tp in assigned:
+            highwater = _highwater(app.consumer, tp)
+            position = guard.expected(tp.partition)
+            if highwater is not None:
+                behind = highwater - (position if position is not None else 0)
+                metrics.lag.labels(str(tp.partition)).set(max(0, behind))
+                reported_lag.add(str(tp.partition))
+        report = quality.report()
+        roles = {models.champion.version: "champion"}
+        if models.shadow is not None:
+            roles[models.shadow.version] = "shadow"
+        for version, role in roles.items():
+            for name, value in report.get(version, {}).items():
+                metrics.online_quality.labels(role, name).set(value)
+
     @app.timer(interval=5.0)
     async def report_progress() -> None:
         consumer = app.consumer
@@ -279,7 +411,8 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         )
         log.info(
             "consumed=%d scored=%d dead_letters=%d late=%d replayed=%d repeats=%d gaps=%d waits=%d "
-            "watermark=%s merchant_boundary=%s backlog_h=%.1f stale=%d",
+            "watermark=%s merchant_boundary=%s backlog_h=%.1f stale=%d model=%s shadow=%s "
+            "drift_events=%d",
             stats.consumed,
             stats.scored,
             stats.dead_letters,
@@ -292,9 +425,28 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             view.counts.boundary_ms,
             view.backlog_hours(),
             view.stale_requests,
+            models.champion.version,
+            models.shadow.version if models.shadow is not None else None,
+            stats.drift_events,
         )
+        if feedback.counts.joined:
+            log.info(
+                "labels joined=%d waiting=%d online quality %s",
+                feedback.counts.joined,
+                feedback.pending_labels,
+                json.dumps(quality.report(), sort_keys=True),
+            )
 
     return app
+
+
+def _highwater(consumer: Any, tp: TP) -> int | None:
+    try:
+        value: int | None = consumer.highwater(tp)
+    except Exception as exc:  # not fetched yet, or revoked meanwhile
+        log.debug("no high watermark for %s yet: %r", tp, exc)
+        return None
+    return value
 
 
 def _source(letter: Any, messages: list[Incoming]) -> Incoming:
@@ -304,8 +456,25 @@ def _source(letter: Any, messages: list[Incoming]) -> Incoming:
     raise LookupError(letter.offset)
 
 
+def _scored(score: FraudScore) -> Scored:
+    shadow = score.shadow
+    return Scored(
+        event_time_ms=epoch_ms(score.event_time),
+        score=score.score,
+        flagged=score.decision != "approve",
+        model_version=score.model_version,
+        shadow_version=shadow.model_version if shadow is not None else None,
+        shadow_score=shadow.score if shadow is not None else None,
+        shadow_flagged=shadow.decision != "approve" if shadow is not None else None,
+    )
+
+
 async def _read_merchant_inputs(
-    app: faust.App, config: WorkerConfig, view: MerchantView, changed: asyncio.Condition
+    app: faust.App,
+    config: WorkerConfig,
+    view: MerchantView,
+    changed: asyncio.Condition,
+    on_label: Callable[[Label, int], None],
 ) -> None:
     """Feed the replicated merchant view from every partition of the input topics."""
     consumer = AIOKafkaConsumer(
@@ -313,19 +482,14 @@ async def _read_merchant_inputs(
         enable_auto_commit=False,
         fetch_max_wait_ms=config.fetch_wait_ms,
         max_partition_fetch_bytes=1024 * 1024,
+        **config.kafka_security,
     )
     await consumer.start()
     try:
         topics = [config.topic_transactions] + ([config.topic_labels] if config.use_labels else [])
         assigned: list[TopicPartition] = []
         for topic in topics:
-            partitions = consumer.partitions_for_topic(topic)
-            while not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic)
-                if not partitions:
-                    await asyncio.sleep(0.5)
-            assigned += [TopicPartition(topic, p) for p in sorted(partitions)]
+            assigned += await _partitions(consumer, topic)
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         n_tx = sum(1 for tp in assigned if tp.topic == config.topic_transactions)
@@ -340,7 +504,7 @@ async def _read_merchant_inputs(
             for tp, messages in batches.items():
                 caught_up_since.pop(tp, None)
                 for message in messages:
-                    _feed(view, config, tp, message.value)
+                    _feed(view, config, tp, message.value, on_label)
             for tp in assigned:
                 kind = "transactions" if tp.topic == config.topic_transactions else "labels"
                 highwater = consumer.highwater(tp)
@@ -357,7 +521,13 @@ async def _read_merchant_inputs(
         await consumer.stop()
 
 
-def _feed(view: MerchantView, config: WorkerConfig, tp: TopicPartition, value: bytes) -> None:
+def _feed(
+    view: MerchantView,
+    config: WorkerConfig,
+    tp: TopicPartition,
+    value: bytes,
+    on_label: Callable[[Label, int], None],
+) -> None:
     """Pass one raw input to the view; unusable input is the scorer's to dead-letter."""
     if tp.topic == config.topic_transactions:
         decoded = decode(
@@ -374,3 +544,70 @@ def _feed(view: MerchantView, config: WorkerConfig, tp: TopicPartition, value: b
     # As offline (`fraud_label_times`): a label without a time counts as known from the start.
     labeled_at = epoch_ms(label.labeled_at) if label.labeled_at is not None else 0
     view.add_label(tp.partition, label.transaction_id, label.is_fraud, labeled_at)
+    on_label(label, labeled_at)
+
+
+async def _follow_model_updates(
+    config: WorkerConfig, models: LiveModels, on_change: Callable[[], None]
+) -> None:
+    """Obey ModelUpdates published after start-up (the registry gave the state before that).
+
+    Updates already in the topic are read without acting on them; once caught up, the worker
+    syncs with the registry once more (an update may have landed meanwhile) and then applies
+    each new update as it arrives.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=config.bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=max(config.fetch_wait_ms, 100),
+        **config.kafka_security,
+    )
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, config.topic_model_updates)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        caught_up = False
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=100)
+            for messages in batches.values():
+                for message in messages:
+                    if caught_up:
+                        _apply_update(models, message.value)
+                        on_change()
+            if not caught_up and await _caught_up(consumer, partitions):
+                caught_up = True
+                for change in models.sync():
+                    log.warning("model update (registry): %s", change)
+                on_change()
+    finally:
+        await consumer.stop()
+
+
+def _apply_update(models: LiveModels, value: bytes | None) -> None:
+    try:
+        update = ModelUpdate.model_validate_json(value or b"")
+    except ValueError as exc:
+        models.counts.rejected += 1
+        log.error("ignoring an unreadable model update: %s", str(exc).splitlines()[0])
+        return
+    models.apply(update)
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> bool:
+    """Every partition read to its high watermark (known once a fetch has answered)."""
+    for tp in partitions:
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    partitions = consumer.partitions_for_topic(topic)
+    while not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await asyncio.sleep(0.5)
+    return [TopicPartition(topic, p) for p in sorted(partitions)]

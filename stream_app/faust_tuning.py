@@ -37,12 +37,16 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 SCHEME = "fraudkafka"
 _fetch_wait_ms = 5
 _bootstrap = "127.0.0.1:9092"
+_security: dict[str, Any] = {}
 
 
-def configure(bootstrap: str, fetch_wait_ms: int) -> None:
-    global _fetch_wait_ms, _bootstrap
+def configure(
+    bootstrap: str, fetch_wait_ms: int, security: Mapping[str, Any] | None = None
+) -> None:
+    global _fetch_wait_ms, _bootstrap, _security
     _fetch_wait_ms = max(0, int(fetch_wait_ms))
     _bootstrap = bootstrap
+    _security = dict(security or {})
 
 
 async def fetched_end_offsets(
@@ -52,7 +56,7 @@ async def fetched_end_offsets(
     if not listed:
         return {}
     probe = aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10, **_security
     )
     await probe.start()
     try:
