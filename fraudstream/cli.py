@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging.config
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -135,6 +137,10 @@ def simulate(
     drift_day: Annotated[
         int | None, typer.Option(help="Day card_testing starts (default: days // 2).")
     ] = None,
+    card_tests_per_day: Annotated[
+        float | None,
+        typer.Option(help="card_testing bursts a day (default: 3 per 5,000 customers)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Write labelled synthetic traffic: OUT/transactions.jsonl and OUT/labels.jsonl."""
@@ -154,6 +160,7 @@ def simulate(
         seed=seed,
         scenarios=names,
         drift_day=drift_day,
+        card_tests_per_day=card_tests_per_day,
     )
     began = time.perf_counter()
     traffic = run_simulation(config)
@@ -596,10 +603,15 @@ def worker(
     """
     from faust.worker import Worker
 
+    from fraudstream.logs import logging_config
     from stream_app.app import create_app
 
-    app_ = create_app(worker_config(_settings(), registry))
-    Worker(app_, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    settings = _settings()
+    app_ = create_app(worker_config(settings, registry))
+    json_logs = logging_config("json", loglevel) if settings.log_format == "json" else None
+    Worker(
+        app_, loglevel=loglevel, quiet=True, redirect_stdouts=False, logging_config=json_logs
+    ).execute_from_commandline()
 
 
 def worker_config(settings: Settings, registry: Path | None = None) -> Any:
@@ -612,6 +624,8 @@ def worker_config(settings: Settings, registry: Path | None = None) -> Any:
         topic_scores=settings.topic_scores,
         topic_labels=settings.topic_labels,
         topic_dlq=settings.topic_dlq,
+        topic_drift=settings.topic_drift,
+        topic_model_updates=settings.topic_model_updates,
         partitions=settings.partitions,
         registry_dir=str(registry or settings.registry_dir),
         model_name=settings.model_name,
@@ -622,8 +636,230 @@ def worker_config(settings: Settings, registry: Path | None = None) -> Any:
         idle_partition_s=settings.idle_partition_s,
         max_message_bytes=settings.max_message_bytes,
         commit_interval_s=settings.commit_interval_s,
+        producer_linger_s=settings.producer_linger_ms / 1000.0,
         store=settings.worker_store,
+        metrics_port=settings.metrics_port,
+        kafka_security=settings.aiokafka_security(),
+        broker_credentials=faust_credentials(settings),
     )
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Faust's credentials object for the configured security protocol (None: plaintext)."""
+    import faust
+
+    security = settings.aiokafka_security()
+    if "sasl_mechanism" in security:
+        return faust.SASLCredentials(
+            username=security.get("sasl_plain_username"),
+            password=security.get("sasl_plain_password"),
+            mechanism=security["sasl_mechanism"],
+            ssl_context=security.get("ssl_context"),
+        )
+    if "ssl_context" in security:
+        return faust.SSLCredentials(security["ssl_context"])
+    return None
+
+
+# -- retrain ----------------------------------------------------------------------------------
+def _duration(text: str | None, option: str) -> float | None:
+    """'90s', '10m', '6h', '1d' or plain seconds -> seconds."""
+    if text is None:
+        return None
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    value, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1.0)
+    try:
+        seconds = float(value) * unit
+    except ValueError:
+        raise InputError(f"{option}: '{text}' is not a duration (e.g. 90s, 10m, 6h, 1d)") from None
+    if not seconds > 0:
+        raise InputError(f"{option}: must be positive, got '{text}'")
+    return seconds
+
+
+@app.command()
+def retrain(
+    registry: RegistryOpt = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run one retrain now and exit (no service loop).")
+    ] = False,
+    every: Annotated[
+        str | None, typer.Option(help="Scheduled retrain interval, e.g. 6h (default: none).")
+    ] = None,
+    cooldown: Annotated[
+        str, typer.Option(help="Least time between runs; drift retries use it too.")
+    ] = "10m",
+    drift_attempts: Annotated[
+        int, typer.Option(help="Runs per drift event while challengers are rejected.")
+    ] = 6,
+    winner: Annotated[
+        str, typer.Option(help="What a challenger that passes the gate becomes: promote|shadow.")
+    ] = "promote",
+    scores_file: Annotated[
+        Path | None,
+        typer.Option("--scores", help="Recorded fraud-scores JSONL instead of the topic."),
+    ] = None,
+    labels_file: Annotated[
+        Path | None, typer.Option("--labels", help="Labels JSONL instead of the topic.")
+    ] = None,
+    train_days: Annotated[float, typer.Option(help="Challenger training window.")] = 21.0,
+    gap_days: Annotated[float, typer.Option(help="Gap between fit and validation.")] = 3.0,
+    valid_days: Annotated[float, typer.Option(help="Validation days of the window.")] = 4.0,
+    holdout_days: Annotated[
+        float, typer.Option(help="Most recent labelled days the gate compares on.")
+    ] = 4.0,
+    delay_days: Annotated[
+        float, typer.Option(help="Newest days left out: their labels are not mature yet.")
+    ] = 7.0,
+    presume_genuine_after_days: Annotated[
+        float | None,
+        typer.Option(help="Count unlabelled transactions this old as genuine (<= delay)."),
+    ] = None,
+    min_ap_gain: Annotated[
+        float, typer.Option(help="Gate: average precision must improve by more than this.")
+    ] = 0.01,
+    max_precision_drop: Annotated[
+        float, typer.Option(help="Gate guardrail: precision of flagged may drop this much.")
+    ] = 0.05,
+    max_flagged_rate_rise: Annotated[
+        float,
+        typer.Option(help="Gate guardrail: share flagged (review+decline) may rise this much."),
+    ] = 0.02,
+    max_cost_rise: Annotated[
+        float,
+        typer.Option(help="Gate guardrail: expected cost per transaction may rise this much."),
+    ] = 0.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Retrain service: drift events and a schedule trigger a challenger, gated on recent
+    labelled data against the champion; a winner is promoted and announced to the workers.
+
+    Reads the scored feature log (FRAUD_TOPIC_SCORES) and labels (FRAUD_TOPIC_LABELS) from
+    Kafka, or recorded files with --scores/--labels; drift events from FRAUD_TOPIC_DRIFT;
+    announces on FRAUD_TOPIC_MODEL_UPDATES; metrics on FRAUD_METRICS_PORT.
+    """
+    from fraudstream.logs import logging_config
+    from fraudstream.metrics import RetrainMetrics, serve
+    from models.evaluation import Costs
+    from retrain.challenger import ChallengerConfig
+    from retrain.gate import GateConfig
+    from retrain.service import (
+        DriftIntake,
+        FileSource,
+        KafkaSource,
+        RetrainConfig,
+        Retrainer,
+        RunOutcome,
+        Scheduler,
+        TrainingSource,
+        kafka_notifier,
+    )
+    from retrain.service import (
+        serve as serve_loop,
+    )
+
+    settings = _settings()
+    if winner not in ("promote", "shadow"):
+        raise InputError(f"--winner must be promote or shadow, got '{winner}'")
+    if (scores_file is None) != (labels_file is None):
+        raise InputError("--scores and --labels go together")
+    challenger = ChallengerConfig(
+        train_days=train_days,
+        gap_days=gap_days,
+        valid_days=valid_days,
+        holdout_days=holdout_days,
+        delay_days=delay_days,
+        presume_genuine_after_days=presume_genuine_after_days,
+        gate=GateConfig(
+            min_ap_gain=min_ap_gain,
+            max_precision_drop=max_precision_drop,
+            max_flagged_rate_rise=max_flagged_rate_rise,
+            max_cost_rise=max_cost_rise,
+        ),
+        costs=Costs(
+            review=settings.cost_review,
+            missed_fraud=settings.cost_missed_fraud,
+            false_decline=settings.cost_false_decline,
+        ),
+    )
+    challenger.validate()
+    every_s = _duration(every, "--every")
+    cooldown_s = _duration(cooldown, "--cooldown") or 0.0
+    config = RetrainConfig(
+        registry_dir=registry or settings.registry_dir,
+        model_name=settings.model_name,
+        challenger=challenger,
+        winner=winner,  # type: ignore[arg-type]
+        every_s=every_s,
+        cooldown_s=cooldown_s,
+        drift_attempts=drift_attempts,
+    )
+    kafka = settings.kafka_client_config()
+    source: TrainingSource
+    if scores_file is not None and labels_file is not None:
+        source = FileSource(scores_file, labels_file)
+    else:
+        source = KafkaSource(kafka, settings.topic_scores, settings.topic_labels)
+    retrainer = Retrainer(config, source, kafka_notifier(kafka, settings.topic_model_updates))
+    metrics = RetrainMetrics()
+
+    def report(outcome: RunOutcome) -> None:
+        metrics.runs.labels(outcome.trigger, outcome.outcome).inc()
+        metrics.duration.observe(outcome.seconds)
+        if outcome.outcome != "failed":
+            metrics.last_success.set(time.time())
+        for role in ("champion", "challenger"):
+            for name, value in outcome.metrics.get(role, {}).items():
+                if isinstance(value, int | float):
+                    metrics.holdout.labels(role, name).set(value)
+        if as_json:
+            _emit(outcome.to_dict(), True)
+        else:
+            verdict = {"promoted": "green", "shadowed": "green", "rejected": "yellow"}
+            colour = verdict.get(outcome.outcome, "red")
+            out.print(
+                f"retrain ({outcome.trigger}): [{colour}]{outcome.outcome}[/] "
+                f"{outcome.version or ''} (parent {outcome.parent}) in {outcome.seconds:.1f} s"
+            )
+            for reason in outcome.reasons:
+                out.print(f"  {reason}", markup=False, highlight=False)
+
+    if once:
+        outcome = retrainer.run("manual")
+        report(outcome)
+        if outcome.outcome == "failed":
+            raise typer.Exit(1)
+        return
+
+    import signal as signals
+
+    stopping = threading.Event()
+    for sig in (signals.SIGTERM, signals.SIGINT):
+        signals.signal(sig, lambda *_: stopping.set())
+    logging.config.dictConfig(logging_config(settings.log_format))
+    server = serve(metrics.registry, settings.metrics_port, lambda: True)
+    intake = DriftIntake(kafka, settings.topic_drift, f"{settings.app_id}-retrain")
+    out.print(
+        f"retrain service: drift from {settings.topic_drift}, every {every or 'never'}, "
+        f"cooldown {cooldown}; metrics on :{server.server_address[1]}"
+    )
+
+    def poll(timeout_s: float) -> list[Any]:
+        events = intake.poll(timeout_s)
+        metrics.drift_received.inc(len(events))
+        return events
+
+    try:
+        serve_loop(
+            retrainer,
+            Scheduler(every_s, cooldown_s, drift_attempts),
+            poll,
+            stopping.is_set,
+            report,
+        )
+    finally:
+        intake.close()
+        server.shutdown()
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -638,7 +874,7 @@ def _store(registry: Path | None) -> Any:
 def models_list(registry: RegistryOpt = None, as_json: JsonFlag = False) -> None:
     """List versions with their validation metrics; the champion is marked."""
     store = _store(registry)
-    champion = store.champion()
+    champion, shadow = store.champion(), store.shadow()
     rows = []
     for name in store.list_versions():
         try:
@@ -652,6 +888,7 @@ def models_list(registry: RegistryOpt = None, as_json: JsonFlag = False) -> None
             {
                 "version": name,
                 "champion": name == champion,
+                "shadow": name == shadow,
                 "registered_at": meta.get("registered_at"),
                 "auc_roc": val.get("auc_roc"),
                 "average_precision": val.get("average_precision"),
@@ -659,7 +896,15 @@ def models_list(registry: RegistryOpt = None, as_json: JsonFlag = False) -> None
             }
         )
     if as_json:
-        _emit({"model_name": store.model_name, "champion": champion, "versions": rows}, True)
+        _emit(
+            {
+                "model_name": store.model_name,
+                "champion": champion,
+                "shadow": shadow,
+                "versions": rows,
+            },
+            True,
+        )
         return
     if not rows:
         out.print(f"no versions of {store.model_name} in {store.root}")
@@ -673,7 +918,7 @@ def models_list(registry: RegistryOpt = None, as_json: JsonFlag = False) -> None
             continue
         table.add_row(
             row["version"],
-            "*" if row["champion"] else "",
+            "*" if row["champion"] else ("shadow" if row["shadow"] else ""),
             str(row["registered_at"]),
             _fmt(row["auc_roc"]),
             _fmt(row["average_precision"]),
@@ -702,25 +947,78 @@ def models_show(
     )
 
 
+NotifyFlag = Annotated[
+    bool,
+    typer.Option(
+        "--notify/--no-notify",
+        help="Publish a ModelUpdate so running workers follow (FRAUD_TOPIC_MODEL_UPDATES).",
+    ),
+]
+
+
+def _announce(info: Any, action: str, reason: str, notify: bool) -> None:
+    """Tell running workers; the registry change itself has already happened."""
+    if not notify:
+        err.print("[yellow]not published: running workers keep their model until restarted[/]")
+        return
+    from retrain.notify import model_update, publish_model_update
+
+    settings = _settings()
+    update = model_update(info, action, reason)  # type: ignore[arg-type]
+    publish_model_update(
+        settings.kafka_client_config(), settings.topic_model_updates, update, timeout_s=5.0
+    )
+    out.print(f"published {action} {info.version} to {settings.topic_model_updates}")
+
+
 @models_app.command("promote")
 def models_promote(
     version: Annotated[str, typer.Argument(help="Version to make champion, e.g. v3.")],
     registry: RegistryOpt = None,
     reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "manual",
+    notify: NotifyFlag = True,
 ) -> None:
-    """Make VERSION the champion."""
+    """Make VERSION the champion; running workers switch to it without a restart."""
     info = _store(registry).promote(version, reason=reason)
     out.print(f"{info.name} champion is now {info.version}")
+    _announce(info, "promote", reason, notify)
 
 
 @models_app.command("rollback")
 def models_rollback(
     registry: RegistryOpt = None,
     reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "manual",
+    notify: NotifyFlag = True,
 ) -> None:
-    """Return to the previous champion."""
+    """Return to the previous champion; running workers switch back without a restart."""
     info = _store(registry).rollback(reason=reason)
     out.print(f"{info.name} rolled back; champion is now {info.version}")
+    _announce(info, "rollback", reason, notify)
+
+
+@models_app.command("shadow")
+def models_shadow(
+    version: Annotated[
+        str | None, typer.Argument(help="Version to score beside the champion.")
+    ] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop shadow scoring.")] = False,
+    registry: RegistryOpt = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "manual",
+    notify: NotifyFlag = True,
+) -> None:
+    """Score VERSION beside the champion (its opinion goes into each score's `shadow` block and
+    online quality); `--stop` ends it. The champion alone decides."""
+    store = _store(registry)
+    if stop == (version is not None):
+        raise InputError("name a VERSION to shadow, or pass --stop (not both)")
+    if version is not None:
+        info = store.set_shadow(version, reason=reason)
+        out.print(f"{info.name} {info.version} now shadows the champion {store.champion()}")
+        _announce(info, "shadow", reason, notify)
+        return
+    gone = store.clear_shadow(reason=reason)
+    out.print(f"{store.model_name} {gone} no longer shadows")
+    _announce(store.get(gone), "unshadow", reason, notify)
 
 
 # -- demo -------------------------------------------------------------------------------------

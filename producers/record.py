@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,3 +118,45 @@ def record(
         consumer.close()
         stats.seconds = time.monotonic() - began
     return stats
+
+
+def read_to_end(
+    topic: str, client_config: Mapping[str, str], fetch_wait_ms: int = 10, timeout_s: float = 60.0
+) -> Iterator[tuple[int, int, bytes]]:
+    """(partition, offset, value) of every message now in `topic`, then stop.
+
+    The end is each partition's end-of-partition event, which librdkafka derives from fetch
+    responses (right on every broker, unlike Tansu's ListOffsets(latest)).
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer(consumer_config(client_config, fetch_wait_ms))
+    try:
+        metadata = consumer.list_topics(topic, timeout=10.0)
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            raise InputError(
+                f"topic {topic} does not exist on {client_config['bootstrap.servers']}"
+            )
+        waiting = set(described.partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(waiting)])
+        deadline = time.monotonic() + timeout_s
+        while waiting:
+            if time.monotonic() > deadline:
+                raise InputError(
+                    f"reading {topic} did not reach the end of partitions {sorted(waiting)} "
+                    f"within {timeout_s:.0f} s"
+                )
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    waiting.discard(message.partition())
+                    continue
+                raise InputError(f"consuming {topic} failed: {error.str()}")
+            deadline = time.monotonic() + timeout_s
+            yield message.partition() or 0, message.offset() or 0, message.value() or b""
+    finally:
+        consumer.close()

@@ -128,6 +128,8 @@ class SimulationConfig:
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     drift_day: int | None = None
     """First day (0-based) of `card_testing`; None means `days // 2`."""
+    card_tests_per_day: float | None = None
+    """Card-testing bursts a day; None scales the reference 3 a day by the population."""
 
     def __post_init__(self) -> None:
         _require_count("customers", self.customers, 1)
@@ -149,6 +151,11 @@ class SimulationConfig:
                     f"drift_day must be within [0, {self.days}) (the simulated days), "
                     f"got {self.drift_day}"
                 )
+        rate = self.card_tests_per_day
+        if rate is not None and (
+            isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1e4
+        ):
+            raise InputError(f"card_tests_per_day must be within [0, 10000], got {rate!r}")
         object.__setattr__(self, "scenarios", resolve_scenarios(self.scenarios))
 
     @property
@@ -289,7 +296,8 @@ def simulate(config: SimulationConfig) -> SimulatedTraffic:
     timestamp = config.start_s + day * DAY_S + tod
     if "card_testing" in config.scenarios:
         rng = streams["card_testing"]
-        rate = CARD_TESTS_PER_DAY * config.customers / REFERENCE_CUSTOMERS
+        scaled = CARD_TESTS_PER_DAY * config.customers / REFERENCE_CUSTOMERS
+        rate = scaled if config.card_tests_per_day is None else config.card_tests_per_day
         first_day = config.effective_drift_day
         card_tests = _daily_incidents(rng, days, config.customers, rate, first_day=first_day)
         t_user, t_merchant, t_time, t_amount, t_burst = _card_test_bursts(

@@ -808,9 +808,18 @@ def test_promote_then_rollback(
 
     second = store.register(small_training.model_bytes, small_training.metadata).version
     assert second == "v2"
-    promoted = ok("models", "promote", second, "--registry", copy_registry.root, "--reason", "t")
+    promoted = ok(
+        "models",
+        "promote",
+        second,
+        "--registry",
+        copy_registry.root,
+        "--reason",
+        "t",
+        "--no-notify",
+    )
     assert "champion is now v2" in promoted.stdout
-    rolled = ok("models", "rollback", "--registry", copy_registry.root)
+    rolled = ok("models", "rollback", "--registry", copy_registry.root, "--no-notify")
     assert "champion is now v1" in rolled.stdout
     assert store.champion() == "v1"
     assert [(h["action"], h["version"]) for h in store.history()][-2:] == [

@@ -229,6 +229,17 @@ def test_card_testing_drift_day_defaults_to_mid_way() -> None:
     assert traffic.summary()["drift_day"] == 15
 
 
+def test_card_testing_intensity_can_be_set() -> None:
+    config = SimulationConfig(
+        customers=500, merchants=1000, days=20, drift_day=10, scenarios=("card_testing",)
+    )
+    scaled = simulate(config).world.card_tests
+    intense = simulate(replace(config, card_tests_per_day=12.0)).world.card_tests
+    assert len(scaled) < 10  # 3 a day per 5,000 customers: 0.3 a day here
+    assert len(intense) == 120  # a whole number a day is exact
+    assert (intense[:, 0] >= 10).all()
+
+
 def test_label_delays(small: SimulatedTraffic) -> None:
     delay = small.labeled_at_s - small.timestamp_s
     genuine = delay[~small.is_fraud]
@@ -308,6 +319,7 @@ def test_unknown_scenario_is_an_input_error_listing_the_known_names() -> None:
         ("drift_day", 30, r"drift_day must be within \[0, 30\)"),
         ("drift_day", -1, r"drift_day must be within \[0, 30\)"),
         ("start", datetime.date(2099, 12, 1), "must stay within 1970-2099"),
+        ("card_tests_per_day", -1.0, r"card_tests_per_day must be within \[0, 10000\]"),
     ],
 )
 def test_invalid_config_is_an_input_error(field: str, value: object, message: str) -> None:
