@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ class Broker:
         return {"bootstrap.servers": self.bootstrap}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -59,7 +59,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka:
             yield Broker(kafka.get_bootstrap_server(), "testcontainers")
         return
-    embedded = EmbeddedBroker(tmp_path_factory.mktemp("broker-state"), _free_port())
+    embedded = EmbeddedBroker(tmp_path_factory.mktemp("broker-state"), free_port())
     embedded.start(timeout_s=60)
     try:
         yield Broker(embedded.bootstrap, "embedded")
@@ -98,6 +98,7 @@ class Stack:
     app_id: str
     registry: Path
     state_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         return {
@@ -113,15 +114,33 @@ class Stack:
             "FRAUD_REGISTRY_DIR": str(self.registry),
             "FRAUD_STATE_DIR": str(self.state_dir),
             "FRAUD_IDLE_PARTITION_S": "1.0",
-        }
+            "FRAUD_METRICS_PORT": "0",
+        } | self.extra_env
 
     def start_worker(self, name: str = "w") -> subprocess.Popen[bytes]:
-        log = (self.state_dir / f"worker-{name}.log").open("ab")
+        return self.start(f"worker-{name}", "worker")
+
+    def start(
+        self, log_name: str, *command: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A `fraudstream` command in the background, its output in STATE_DIR/LOG_NAME.log."""
+        log = (self.state_dir / f"{log_name}.log").open("ab")
         return subprocess.Popen(
-            [sys.executable, "-m", "fraudstream.cli", "worker"],
-            env={**os.environ, **self.env()},
+            [sys.executable, "-m", "fraudstream.cli", *command],
+            env={**os.environ, **self.env(), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
+        )
+
+    def cli(self, *command: str) -> subprocess.CompletedProcess[str]:
+        """Run a `fraudstream` command to completion against this stack."""
+        return subprocess.run(
+            [sys.executable, "-m", "fraudstream.cli", *command],
+            env={**os.environ, **self.env()},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
 
     def replay(

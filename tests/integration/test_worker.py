@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import json
 import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from models.features import fraud_label_times
 from models.registry import ModelRegistry
 from models.scoring import Scorer, score_offline
 from schemas.events import DeadLetter, FraudScore, Label, Transaction
 from schemas.jsonl import read_events
-from tests.integration.conftest import DATA, Stack, collect, stop
+from tests.integration.conftest import DATA, Stack, collect, free_port, stop
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +72,43 @@ def assert_same(online: FraudScore, offline: FraudScore) -> None:
     assert online.late == offline.late
 
 
+def scrape(port: int) -> dict[str, float]:
+    """Every sample of /metrics as 'name{labels}' -> value (labels sorted, as exported)."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return samples
+
+
+def wait_for_metrics(
+    port: int, ready: Callable[[dict[str, float]], bool], timeout_s: float = 30
+) -> dict[str, float]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            samples = scrape(port)
+        except OSError:
+            samples = {}
+        if ready(samples):
+            return samples
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"metrics on port {port} not as expected within {timeout_s} s: {samples}"
+            )
+        time.sleep(0.2)
+
+
+def http_status(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def test_replayed_traffic_scores_exactly_as_offline(stack: Stack) -> None:
     expected = offline_scores(stack, TRAFFIC, LABELS)
     worker = stack.start_worker()
@@ -102,6 +144,8 @@ def test_bad_messages_become_dead_letters_and_the_rest_is_scored(
         if i % 60 == 0 and bad:
             lines.append(bad.pop())
     mixed.write_bytes(b"\n".join(lines) + b"\n")
+    port = free_port()
+    stack.extra_env["FRAUD_METRICS_PORT"] = str(port)
     worker = stack.start_worker()
     try:
         stack.replay(mixed, send_invalid=True)
@@ -119,8 +163,27 @@ def test_bad_messages_become_dead_letters_and_the_rest_is_scored(
             "7 dead letters",
             stack.worker_logs,
         )
+        metrics = wait_for_metrics(
+            port, lambda m: m.get("fraudstream_transactions_scored_total") == 300
+        )
+        health = {path: http_status(port, path) for path in ("/healthz", "/readyz", "/nope")}
     finally:
         assert stop(worker) == 0
+    # The worker's metrics moved by exactly what went through it.
+    assert metrics["fraudstream_transactions_consumed_total"] == 307
+    assert {k: v for k, v in metrics.items() if k.startswith("fraudstream_dead_letters_total")} == {
+        'fraudstream_dead_letters_total{reason="invalid_event"}': 4,
+        'fraudstream_dead_letters_total{reason="invalid_json"}': 1,
+        'fraudstream_dead_letters_total{reason="not_utf8"}': 1,
+        'fraudstream_dead_letters_total{reason="oversized"}': 1,
+    }
+    decisions = sum(v for k, v in metrics.items() if k.startswith("fraudstream_decisions_total{"))
+    assert decisions == 300
+    assert metrics["fraudstream_end_to_end_latency_seconds_count"] == 300
+    assert metrics["fraudstream_score_count"] == 300
+    assert metrics["fraudstream_scoring_batch_size_sum"] == 300
+    assert metrics['fraudstream_model_info{shadow_version="",version="v1"}'] == 1
+    assert health == {"/healthz": 200, "/readyz": 200, "/nope": 404}
     assert set(online) == ids
     parsed = [DeadLetter.model_validate_json(m.value()) for m in letters]
     reasons = sorted(d.reason for d in parsed)

@@ -1,0 +1,249 @@
+"""The learning loop on a real broker: a new fraud pattern → drift event → retrain → the gate
+promotes → the running worker scores with the new version → rollback restores the old one →
+the challenger shadows it.
+
+World: 600 cards, 32 days, `card_testing` (the drift) from day 20. The champion is trained
+before the drift. Phase 1 replays days 0–27 (and the labels known by then) through a worker;
+the retrain service then finds the drift events and trains a challenger on the scored feature
+log; phase 2 (days 28–30) must be scored by the new model without a worker restart; after
+`fraudstream models rollback`, phase 3 (day 31) is scored by the old one again, with the new
+one shadowing it (`fraudstream models shadow`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from models.features import FEATURE_NAMES
+from models.registry import ModelRegistry
+from models.scoring import Scorer
+from models.training import TrainingConfig, train
+from producers.simulator import SimulationConfig, simulate, write_traffic
+from schemas.events import DriftEvent, FraudScore, Label, ModelUpdate, Transaction, epoch_ms
+from schemas.jsonl import read_events, write_events
+from tests.integration.conftest import Broker, Stack, collect, free_port, stop
+from tests.integration.test_worker import wait_for_metrics
+
+pytestmark = pytest.mark.integration
+
+START = date(2024, 3, 1)
+DAYS, DRIFT_DAY, PHASE2_DAY, PHASE3_DAY = 32, 20, 28, 31
+RETRAIN = [
+    "--train-days", "12", "--gap-days", "0", "--valid-days", "2",
+    "--holdout-days", "2", "--delay-days", "1", "--presume-genuine-after-days", "1",
+    "--cooldown", "5s",
+]  # fmt: skip
+
+
+def day(n: int) -> datetime:
+    return datetime(START.year, START.month, START.day, tzinfo=UTC) + timedelta(days=n)
+
+
+@dataclass(frozen=True)
+class World:
+    phase1: Path
+    phase1_labels: Path
+    phase2: Path
+    phase3: Path
+    is_fraud: dict[str, bool]
+    registry: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    root = tmp_path_factory.mktemp("drift-world")
+    traffic = simulate(
+        SimulationConfig(
+            customers=600,
+            merchants=1200,
+            days=DAYS,
+            start=START,
+            seed=5,
+            scenarios=("all",),
+            drift_day=DRIFT_DAY,
+            card_tests_per_day=6.0,
+        )
+    )
+    tx_path, label_path = write_traffic(traffic, root / "data")
+    txs = read_events(tx_path, Transaction).records
+    labels = read_events(label_path, Label).records
+    champion = train(
+        txs,
+        labels,
+        TrainingConfig(as_of=day(DRIFT_DAY), train_days=14, gap_days=1, valid_days=3),
+    )
+    store = ModelRegistry(root / "registry", "fraud-xgb")
+    store.promote(store.register(champion.model_bytes, champion.metadata).version)
+
+    def between(first: int, last: int) -> list[Transaction]:
+        return [
+            t for t in txs if epoch_ms(day(first)) <= epoch_ms(t.timestamp) < epoch_ms(day(last))
+        ]
+
+    cut = epoch_ms(day(PHASE2_DAY))
+    known = [x for x in labels if x.labeled_at is not None and epoch_ms(x.labeled_at) < cut]
+    paths = {name: root / f"{name}.jsonl" for name in ("p1", "p1_labels", "p2", "p3")}
+    write_events(paths["p1"], between(0, PHASE2_DAY))
+    write_events(paths["p1_labels"], known)
+    write_events(paths["p2"], between(PHASE2_DAY, PHASE3_DAY))
+    write_events(paths["p3"], between(PHASE3_DAY, DAYS))
+    return World(
+        paths["p1"],
+        paths["p1_labels"],
+        paths["p2"],
+        paths["p3"],
+        {x.transaction_id: x.is_fraud for x in labels},
+        store.root,
+    )
+
+
+def ids_of(path: Path) -> set[str]:
+    return {json.loads(line)["transaction_id"] for line in path.read_bytes().splitlines()}
+
+
+def read_all(
+    broker: Broker, topic: str, until: Any, timeout_s: float, what: str, logs: Any
+) -> list[Any]:
+    return collect(broker, topic, until, timeout_s, what, logs)
+
+
+def test_drift_retrain_promotion_hot_swap_and_rollback(
+    broker: Broker, fresh_topics: Any, world: World, tmp_path: Path
+) -> None:
+    topics = fresh_topics(
+        "transactions",
+        "fraud-scores",
+        "labels",
+        "transactions-dlq",
+        "drift-events",
+        "model-updates",
+    )
+    stack = Stack(broker, topics, f"loop-{time.monotonic_ns()}", world.registry, tmp_path)
+    stack.extra_env["FRAUD_PRODUCER_LINGER_MS"] = "50"  # fewer, larger batches on the broker
+    began = time.monotonic()
+    mark = lambda what: print(f"{time.monotonic() - began:6.1f} s {what}")  # noqa: E731
+    logs = lambda: stack.worker_logs() + "\n--- retrain ---\n" + _read(tmp_path / "retrain.log")  # noqa: E731
+    store = ModelRegistry(world.registry, "fraud-xgb")
+    old_version = store.champion()
+    worker = stack.start_worker()
+    retrain = None
+    try:
+        # Phase 1: history with the new pattern from day 20, labels as known on day 28.
+        stack.replay(world.phase1_labels, "labels")
+        stack.replay(world.phase1)
+        phase1_ids = ids_of(world.phase1)
+        read_all(
+            broker,
+            topics["fraud-scores"],
+            lambda ms: (
+                len({json.loads(m.value())["transaction_id"] for m in ms}) >= len(phase1_ids)
+            ),
+            240,
+            f"{len(phase1_ids)} phase-1 scores",
+            logs,
+        )
+        mark("phase 1 scored")
+        drift = [
+            DriftEvent.model_validate_json(m.value())
+            for m in read_all(
+                broker, topics["drift-events"], lambda ms: bool(ms), 60, "a drift event", logs
+            )
+        ]
+        after = [d for d in drift if d.detected_at >= day(DRIFT_DAY)]
+        assert after, f"no drift detected after the new pattern began: {drift}"
+        assert all(d.model_version == old_version for d in drift)
+
+        # The retrain service takes the drift events, trains, gates and promotes.
+        mark("drift seen")
+        port = free_port()
+        retrain = stack.start("retrain", "retrain", *RETRAIN, env={"FRAUD_METRICS_PORT": str(port)})
+        updates = [
+            ModelUpdate.model_validate_json(m.value())
+            for m in read_all(
+                broker, topics["model-updates"], lambda ms: bool(ms), 300, "a promotion", logs
+            )
+        ]
+        assert [u.action for u in updates] == ["promote"]
+        mark("promoted")
+        new_version = updates[0].version
+        assert new_version != old_version and store.champion() == new_version
+        lineage = store.get(new_version).metadata["lineage"]
+        assert lineage["parent"] == old_version and lineage["trigger"] == "drift"
+        assert lineage["gate"]["passed"] is True
+        runs = wait_for_metrics(
+            port,
+            lambda m: (
+                m.get('fraudstream_retrain_runs_total{outcome="promoted",trigger="drift"}') == 1
+            ),
+        )
+        assert runs["fraudstream_retrain_drift_events_received_total"] >= len(drift)
+        assert runs["fraudstream_retrain_last_success_timestamp_seconds"] > 0
+
+        # Phase 2: the same worker process scores with the new champion.
+        _wait_for_log(stack, f"champion {old_version} -> {new_version}", logs)
+        stack.replay(world.phase2)
+        phase2 = _scores(broker, topics["fraud-scores"], ids_of(world.phase2), logs)
+        mark("phase 2 scored")
+        assert {s.model_version for s in phase2.values()} == {new_version}
+        assert worker.poll() is None, "the worker restarted"
+        rows = np.array([[s.features[n] for n in FEATURE_NAMES] for s in phase2.values()])
+        truth = np.array([world.is_fraud.get(t, False) for t in phase2])
+        old = Scorer.from_loaded(store.load(old_version)).score(rows).scores
+        new = [s.score for s in phase2.values()]
+        ap_old, ap_new = average_precision_score(truth, old), average_precision_score(truth, new)
+        assert ap_new > ap_old + 0.05, (ap_old, ap_new)
+
+        # Rollback: running workers return to the previous champion.
+        mark(f"post-drift AP: old {ap_old:.3f}, new {ap_new:.3f} ({int(truth.sum())} frauds)")
+        done = stack.cli("models", "rollback", "--reason", "test")
+        assert done.returncode == 0, done.stderr
+        _wait_for_log(stack, f"champion {new_version} -> {old_version}", logs)
+        # ... and the challenger can keep shadowing it: scored beside, never deciding.
+        done = stack.cli("models", "shadow", new_version, "--reason", "test")
+        assert done.returncode == 0, done.stderr
+        _wait_for_log(stack, f"shadow {new_version}", logs)
+        stack.replay(world.phase3)
+        phase3 = _scores(broker, topics["fraud-scores"], ids_of(world.phase3), logs)
+        mark("phase 3 scored")
+        assert {s.model_version for s in phase3.values()} == {old_version}
+        assert {s.shadow.model_version for s in phase3.values() if s.shadow} == {new_version}
+        assert all(s.shadow is not None for s in phase3.values())
+    finally:
+        if retrain is not None:
+            stop(retrain)
+        assert stop(worker) == 0, logs()[-3000:]
+
+
+def _scores(broker: Broker, topic: str, ids: set[str], logs: Any) -> dict[str, FraudScore]:
+    def done(messages: list[Any]) -> bool:
+        return ids <= {json.loads(m.value())["transaction_id"] for m in messages}
+
+    found: dict[str, FraudScore] = {}
+    for message in collect(broker, topic, done, 120, f"{len(ids)} scores", logs):
+        score = FraudScore.model_validate_json(message.value())
+        if score.transaction_id in ids:
+            found[score.transaction_id] = score
+    return found
+
+
+def _wait_for_log(stack: Stack, text: str, logs: Any, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in stack.worker_logs():
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"worker never logged '{text}' within {timeout_s} s\n{logs()[-3000:]}"
+            )
+        time.sleep(0.2)
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
