@@ -7,7 +7,7 @@ minute on a 2-core machine; every step is the same code the individual commands 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +26,8 @@ from schemas.jsonl import iter_events, read_events, write_events
 DEMO_START = date(2018, 4, 1)
 DEMO_DAYS = 60
 TEST_DAYS = 14
+CARD_TESTS_PER_DAY = 8.0
+"""Card-testing bursts a day in the streaming demo's drift (~64 frauds a day among ~2,000)."""
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,22 @@ def day_start(day: int) -> datetime:
     return datetime.combine(DEMO_START, datetime.min.time(), UTC) + timedelta(days=day)
 
 
-def simulate_and_train(workdir: Path, days: int, train_until_day: int) -> DemoData:
-    """Both demos begin alike: 1,000 cards of traffic, a model trained up to a day, promoted."""
-    traffic = simulate(
-        SimulationConfig(customers=1000, merchants=2000, days=days, start=DEMO_START, seed=7)
-    )
+def simulate_and_train(
+    workdir: Path, days: int, train_until_day: int, drift_day: int | None = None
+) -> DemoData:
+    """Both demos begin alike: 1,000 cards of traffic, a model trained up to a day, promoted.
+
+    With `drift_day`, card testing (a pattern the first model never sees) starts that day.
+    """
+    config = SimulationConfig(customers=1000, merchants=2000, days=days, start=DEMO_START, seed=7)
+    if drift_day is not None:
+        config = replace(
+            config,
+            scenarios=("all",),
+            drift_day=drift_day,
+            card_tests_per_day=CARD_TESTS_PER_DAY,
+        )
+    traffic = simulate(config)
     tx_path, label_path = write_traffic(traffic, workdir / "data")
     transactions = read_events(tx_path, Transaction).records
     labels = read_events(label_path, Label).records

@@ -1,10 +1,13 @@
 """`fraudstream demo`: the streaming system end to end on the embedded broker, with a live view.
 
-1. simulate 46 days of card traffic; train the first model on the weeks before day 42;
-2. start the embedded broker (free port) and a scoring worker;
-3. replay 30 days of history at full speed (fills user windows and merchant snapshots);
+1. simulate 46 days of card traffic with a new fraud pattern (card testing) from day 36; train
+   the first model on the weeks before day 42 (7-day label delay: it never sees the pattern);
+2. start the embedded broker (free port), a scoring worker and the retrain service;
+3. replay 30 days of history at full speed (fills user windows and merchant snapshots); the
+   worker's drift detectors notice the new pattern, the retrain service trains challengers on
+   the scored feature log, and the first one that passes the gate is promoted and hot-swapped;
 4. stream the last days live at a steady rate while a terminal view shows throughput,
-   latency, decision mix, frauds caught and the model version;
+   latency, decision mix, frauds caught, drift events, retrain outcomes and model versions;
 5. stop everything it started after `live_minutes` or on Ctrl-C.
 
 Sized for the embedded broker's limits (DESIGN.md: fetch cost grows with stored batches per
@@ -24,8 +27,11 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -40,7 +46,15 @@ from schemas.events import epoch_ms
 DAYS = 46
 LIVE_FROM_DAY = 42
 HISTORY_DAYS = 30
+DRIFT_DAY = 36
 PARTITIONS = 2
+RETRAIN = [
+    "--cooldown", "30s", "--drift-attempts", "8",
+    "--train-days", "14", "--gap-days", "0", "--valid-days", "2",
+    "--holdout-days", "2", "--delay-days", "1", "--presume-genuine-after-days", "1",
+    "--max-flagged-rate-rise", "0.1",
+]  # fmt: skip
+"""Windows sized to the demo's six weeks; a new pattern may raise the share flagged by 10 %."""
 
 
 def _free_port() -> int:
@@ -68,24 +82,26 @@ def run_live_demo(
     workdir.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]fraudstream demo (streaming)")
     console.print(f"1/5 simulating {DAYS} days of card traffic and training the first model ...")
-    data = simulate_and_train(workdir, DAYS, LIVE_FROM_DAY)
+    data = simulate_and_train(workdir, DAYS, LIVE_FROM_DAY, drift_day=DRIFT_DAY)
     tx_path, label_path, version = data.transactions_file, data.labels_file, data.version
     live_start = epoch_ms(day_start(LIVE_FROM_DAY))
     history = workdir / "history.jsonl"
     live = workdir / "live.jsonl"
     known_labels = workdir / "labels_known.jsonl"
+    live_labels = workdir / "labels_live.jsonl"
     first = epoch_ms(day_start(LIVE_FROM_DAY - HISTORY_DAYS))
     n_history = _slice(tx_path, history, first, live_start, "timestamp")
     n_live = _slice(tx_path, live, live_start, epoch_ms(day_start(DAYS)), "timestamp")
     _slice(label_path, known_labels, 0, live_start, "labeled_at")
+    _slice(label_path, live_labels, live_start, epoch_ms(day_start(DAYS)), "labeled_at")
     is_fraud = {lab.transaction_id: lab.is_fraud for lab in data.labels}
     del data
 
     broker = EmbeddedBroker(workdir / "broker-state", _free_port())
-    worker: subprocess.Popen[bytes] | None = None
+    processes: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
     try:
-        console.print(f"2/5 starting the embedded broker and a worker ({version}) ...")
+        console.print(f"2/5 starting the embedded broker and a scoring worker ({version}) ...")
         broker.start()
         config = {"bootstrap.servers": broker.bootstrap}
         topics = {
@@ -93,6 +109,8 @@ def run_live_demo(
             "FRAUD_TOPIC_SCORES": "fraud-scores",
             "FRAUD_TOPIC_LABELS": "labels",
             "FRAUD_TOPIC_DLQ": "transactions-dlq",
+            "FRAUD_TOPIC_DRIFT": "drift-events",
+            "FRAUD_TOPIC_MODEL_UPDATES": "model-updates",
         }
         create_topics(config, topics.values(), PARTITIONS)
         env = {
@@ -103,49 +121,105 @@ def run_live_demo(
             "FRAUD_PARTITIONS": str(PARTITIONS),
             "FRAUD_APP_ID": f"demo-{os.getpid()}",
             "FRAUD_BATCH_WINDOW_MS": "100",
+            "FRAUD_METRICS_PORT": "0",
         }
-        log = (workdir / "worker.log").open("wb")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "fraudstream.cli", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+
+        def start(name: str, *command: str) -> None:
+            log = (workdir / f"{name}.log").open("wb")
+            processes.append(
+                subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+                    [sys.executable, "-m", "fraudstream.cli", *command],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+
+        start("worker", "worker")
         console.print(f"3/5 replaying {n_history:,} transactions of history at full speed ...")
         replay(read_recording(known_labels, False), "labels", config, Pacer(), linger_ms=100)
         replay(read_recording(history, False), "transactions", config, Pacer(), linger_ms=100)
-        console.print(
-            f"4/5 live traffic at {rate:.0f} tx/s for {live_minutes:g} min "
-            f"({n_live:,} transactions available); Ctrl-C stops early"
-        )
-        producer = threading.Thread(
-            target=replay,
-            kwargs={
-                "records": read_recording(live, False),
-                "topic": "transactions",
-                "client_config": config,
-                "pacer": Pacer(rate=rate),
-                "linger_ms": 100,
-                "should_stop": stop.is_set,
-            },
-            daemon=True,
-        )
-        _watch(console, config, is_fraud, live_start, n_history, producer, live_minutes, stop)
+        # Live: transactions and the labels reported meanwhile, both at the same event-time pace.
+        speed = (epoch_ms(day_start(DAYS)) - live_start) / 1000.0 / (n_live / rate)
+        feeds = [
+            threading.Thread(
+                target=replay,
+                kwargs={
+                    "records": read_recording(path, False),
+                    "topic": topic,
+                    "client_config": config,
+                    "pacer": Pacer(speed=speed),
+                    "linger_ms": 100,
+                    "should_stop": stop.is_set,
+                },
+                daemon=True,
+            )
+            for path, topic in ((live, "transactions"), (live_labels, "labels"))
+        ]
+
+        def go_live() -> None:
+            console.print(
+                f"4/5 history scored: the retrain service starts (drift events are waiting); "
+                f"live traffic at ~{rate:.0f} tx/s for {live_minutes:g} min "
+                f"({n_live:,} transactions available); Ctrl-C stops early"
+            )
+            start("retrain", "retrain", *RETRAIN)
+            for feed in feeds:
+                feed.start()
+
+        _watch(console, config, is_fraud, live_start, n_history, go_live, live_minutes, stop)
     except KeyboardInterrupt:
         console.print("interrupted")
     finally:
         stop.set()
-        console.print("5/5 stopping the worker and the broker ...")
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
+        console.print("5/5 stopping the worker, the retrain service and the broker ...")
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
             try:
-                worker.wait(timeout=30)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+                process.kill()
+                process.wait()
         broker.stop()
-        console.rule(f"stopped; files and worker.log under {workdir}")
+        console.rule(f"stopped; files, worker.log and retrain.log under {workdir}")
+
+
+@dataclass
+class _View:
+    """What the live view shows, updated from the score, drift and model-update topics."""
+
+    n_history: int
+    live_start_ms: int
+    scored: int = 0
+    frauds: int = 0
+    caught: int = 0
+    decisions: Counter[str] = field(default_factory=Counter)
+    versions: Counter[str] = field(default_factory=Counter)
+    live_versions: Counter[str] = field(default_factory=Counter)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=20000))
+    live_seen: set[str] = field(default_factory=set)
+    drift: list[str] = field(default_factory=list)
+    updates: list[str] = field(default_factory=list)
+    began: float = field(default_factory=time.monotonic)
+    live_began: float | None = None
+
+    def score(self, score: dict[str, Any], is_fraud: dict[str, bool]) -> None:
+        self.scored += 1
+        self.arrivals.append(time.monotonic())
+        self.latencies.append(score["latency_ms"])
+        self.versions[score["model_version"]] += 1
+        when = epoch_ms(datetime.fromisoformat(score["event_time"]))
+        if when >= self.live_start_ms and score["transaction_id"] not in self.live_seen:
+            self.live_seen.add(score["transaction_id"])
+            self.decisions[score["decision"]] += 1
+            self.live_versions[score["model_version"]] += 1
+            if is_fraud.get(score["transaction_id"]):
+                self.frauds += 1
+                self.caught += score["decision"] != "approve"
 
 
 def _watch(
@@ -154,7 +228,7 @@ def _watch(
     is_fraud: dict[str, bool],
     live_start_ms: int,
     n_history: int,
-    producer: threading.Thread,
+    go_live: Callable[[], None],
     live_minutes: float,
     stop: threading.Event,
 ) -> None:
@@ -162,90 +236,74 @@ def _watch(
 
     consumer = Consumer({**config, "group.id": "demo-view", "fetch.wait.max.ms": 20})
     consumer.assign(
-        [TopicPartition("fraud-scores", p, OFFSET_BEGINNING) for p in range(PARTITIONS)]
+        [
+            TopicPartition(topic, p, OFFSET_BEGINNING)
+            for topic in ("fraud-scores", "drift-events", "model-updates")
+            for p in range(PARTITIONS)
+        ]
     )
-    scored = 0
-    live_seen: set[str] = set()
-    decisions: Counter[str] = Counter()
-    frauds = caught = 0
-    latencies: deque[float] = deque(maxlen=2000)
-    arrivals: deque[float] = deque(maxlen=20000)
-    versions: Counter[str] = Counter()
-    began = time.monotonic()
-    live_began: float | None = None
+    view = _View(n_history, live_start_ms)
     try:
-        with Live(console=console, refresh_per_second=4) as view:
+        with Live(console=console, refresh_per_second=4) as live:
             while True:
                 for message in consumer.consume(1000, timeout=0.25):
                     if message.error():
                         continue
-                    score = json.loads(message.value() or b"{}")
-                    scored += 1
-                    now = time.monotonic()
-                    arrivals.append(now)
-                    latencies.append(score["latency_ms"])
-                    versions[score["model_version"]] += 1
-                    when = epoch_ms(datetime.fromisoformat(score["event_time"]))
-                    if when >= live_start_ms and score["transaction_id"] not in live_seen:
-                        live_seen.add(score["transaction_id"])
-                        decisions[score["decision"]] += 1
-                        if is_fraud.get(score["transaction_id"]):
-                            frauds += 1
-                            caught += score["decision"] != "approve"
-                if live_began is None and scored >= n_history:
-                    live_began = time.monotonic()
-                    producer.start()
-                view.update(
-                    _table(
-                        scored,
-                        n_history,
-                        arrivals,
-                        latencies,
-                        decisions,
-                        frauds,
-                        caught,
-                        versions,
-                        began,
-                        live_began,
-                    )
-                )
-                if live_began is not None and time.monotonic() - live_began > live_minutes * 60:
+                    event = json.loads(message.value() or b"{}")
+                    if message.topic() == "fraud-scores":
+                        view.score(event, is_fraud)
+                    elif message.topic() == "drift-events":
+                        when = event["detected_at"][5:16].replace("T", " ")
+                        view.drift.append(f"{event['signal']} ({event['model_version']}, {when})")
+                    else:
+                        view.updates.append(f"{event['action']} {event['version']}")
+                if view.live_began is None and view.scored >= n_history:
+                    view.live_began = time.monotonic()
+                    go_live()
+                live.update(_table(view))
+                if (
+                    view.live_began is not None
+                    and time.monotonic() - view.live_began > live_minutes * 60
+                ):
                     break
     finally:
         stop.set()
         consumer.close()
 
 
-def _table(
-    scored: int,
-    n_history: int,
-    arrivals: deque[float],
-    latencies: deque[float],
-    decisions: Counter[str],
-    frauds: int,
-    caught: int,
-    versions: Counter[str],
-    began: float,
-    live_began: float | None,
-) -> Table:
+def _table(view: _View) -> Table:
     now = time.monotonic()
-    recent = sum(1 for t in arrivals if now - t <= 5.0) / 5.0
-    ordered = sorted(latencies)
+    recent = sum(1 for t in view.arrivals if now - t <= 5.0) / 5.0
+    ordered = sorted(view.latencies)
 
     def pct(q: float) -> str:
         return f"{ordered[min(len(ordered) - 1, int(q * len(ordered)))]:.0f} ms" if ordered else "-"
 
-    total = sum(decisions.values()) or 1
+    total = sum(view.decisions.values()) or 1
     table = Table(title="fraudstream — live", show_header=False, min_width=60)
-    phase = "history replay" if live_began is None else f"live for {now - live_began:.0f} s"
-    table.add_row("phase", f"{phase} (running {now - began:.0f} s)")
-    table.add_row("scored", f"{scored:,} ({min(scored, n_history):,} of {n_history:,} history)")
+    phase = (
+        "history replay" if view.live_began is None else f"live for {now - view.live_began:.0f} s"
+    )
+    table.add_row("phase", f"{phase} (running {now - view.began:.0f} s)")
+    table.add_row(
+        "scored",
+        f"{view.scored:,} ({min(view.scored, view.n_history):,} of {view.n_history:,} history)",
+    )
     table.add_row("throughput", f"{recent:,.0f} scores/s (last 5 s)")
     table.add_row("latency p50 / p99", f"{pct(0.5)} / {pct(0.99)} (worker, last 2,000)")
     table.add_row(
         "decisions (live)",
-        "  ".join(f"{d} {decisions[d] / total:.1%}" for d in ("approve", "review", "decline")),
+        "  ".join(f"{d} {view.decisions[d] / total:.1%}" for d in ("approve", "review", "decline")),
     )
-    table.add_row("frauds caught (live)", f"{caught} of {frauds}")
-    table.add_row("model", ", ".join(f"{v} ({n:,})" for v, n in versions.most_common()))
+    table.add_row("frauds caught (live)", f"{view.caught} of {view.frauds}")
+    table.add_row(
+        "drift events",
+        f"{len(view.drift)}" + (f", last: {view.drift[-1]}" if view.drift else ""),
+    )
+    table.add_row("model updates", ", ".join(view.updates[-4:]) or "none yet")
+    table.add_row("scored by", ", ".join(f"{v} ({n:,})" for v, n in sorted(view.versions.items())))
+    table.add_row(
+        "live scored by",
+        ", ".join(f"{v} ({n:,})" for v, n in sorted(view.live_versions.items())) or "-",
+    )
     return table
