@@ -495,6 +495,7 @@ async def _read_merchant_inputs(
         n_tx = sum(1 for tp in assigned if tp.topic == config.topic_transactions)
         view.set_partitions(n_tx, len(assigned) - n_tx)
         caught_up_since: dict[TopicPartition, float] = {}
+        all_idle = {config.topic_transactions: False, config.topic_labels: False}
         while True:
             if view.backlog_hours() > view.max_snapshots / 2:
                 await asyncio.sleep(0.01)  # far ahead of our scorers: let them catch up
@@ -505,6 +506,13 @@ async def _read_merchant_inputs(
                 caught_up_since.pop(tp, None)
                 for message in messages:
                     _feed(view, config, tp, message.value, on_label)
+            for topic in {tp.topic for tp in batches if all_idle.get(tp.topic)}:
+                # Traffic resumes after every partition of the topic went idle: give the others
+                # a fresh grace period, or the first to speak would close snapshots before the
+                # rest (a replay resumed after a pause) and their records would count as late.
+                for tp in assigned:
+                    if tp.topic == topic and tp in caught_up_since:
+                        caught_up_since[tp] = now
             for tp in assigned:
                 kind = "transactions" if tp.topic == config.topic_transactions else "labels"
                 highwater = consumer.highwater(tp)
@@ -515,6 +523,12 @@ async def _read_merchant_inputs(
                 else:
                     caught_up_since.pop(tp, None)
                     view.set_idle(kind, tp.partition, False)
+            for topic in all_idle:
+                all_idle[topic] = all(
+                    now - caught_up_since.get(tp, now + 1) >= config.idle_partition_s
+                    for tp in assigned
+                    if tp.topic == topic
+                )
             async with changed:
                 changed.notify_all()
     finally:

@@ -7,6 +7,7 @@ fresh, uniquely named topics (`fresh_topics`).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -196,6 +197,21 @@ def collect(
     finally:
         consumer.close()
     return messages
+
+
+def covers(ids: set[str], key: str = "transaction_id") -> Callable[[list[Any]], bool]:
+    """A `collect` condition: every id in `ids` seen (reads each new message once)."""
+    seen: set[str] = set()
+    read = 0
+
+    def done(messages: list[Any]) -> bool:
+        nonlocal read
+        for message in messages[read:]:
+            seen.add(json.loads(message.value())[key])
+        read = len(messages)
+        return ids <= seen
+
+    return done
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:

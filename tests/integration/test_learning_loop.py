@@ -23,14 +23,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from models.features import FEATURE_NAMES
+from models.features import FEATURE_NAMES, fraud_label_times
 from models.registry import ModelRegistry
-from models.scoring import Scorer
+from models.scoring import Scorer, score_offline
 from models.training import TrainingConfig, train
 from producers.simulator import SimulationConfig, simulate, write_traffic
 from schemas.events import DriftEvent, FraudScore, Label, ModelUpdate, Transaction, epoch_ms
 from schemas.jsonl import read_events, write_events
-from tests.integration.conftest import Broker, Stack, collect, free_port, stop
+from tests.integration.conftest import Broker, Stack, collect, covers, free_port, stop
 from tests.integration.test_worker import wait_for_metrics
 
 pytestmark = pytest.mark.integration
@@ -110,12 +110,6 @@ def ids_of(path: Path) -> set[str]:
     return {json.loads(line)["transaction_id"] for line in path.read_bytes().splitlines()}
 
 
-def read_all(
-    broker: Broker, topic: str, until: Any, timeout_s: float, what: str, logs: Any
-) -> list[Any]:
-    return collect(broker, topic, until, timeout_s, what, logs)
-
-
 def test_drift_retrain_promotion_hot_swap_and_rollback(
     broker: Broker, fresh_topics: Any, world: World, tmp_path: Path
 ) -> None:
@@ -141,12 +135,10 @@ def test_drift_retrain_promotion_hot_swap_and_rollback(
         stack.replay(world.phase1_labels, "labels")
         stack.replay(world.phase1)
         phase1_ids = ids_of(world.phase1)
-        read_all(
+        collect(
             broker,
             topics["fraud-scores"],
-            lambda ms: (
-                len({json.loads(m.value())["transaction_id"] for m in ms}) >= len(phase1_ids)
-            ),
+            covers(phase1_ids),
             240,
             f"{len(phase1_ids)} phase-1 scores",
             logs,
@@ -154,7 +146,7 @@ def test_drift_retrain_promotion_hot_swap_and_rollback(
         mark("phase 1 scored")
         drift = [
             DriftEvent.model_validate_json(m.value())
-            for m in read_all(
+            for m in collect(
                 broker, topics["drift-events"], lambda ms: bool(ms), 60, "a drift event", logs
             )
         ]
@@ -168,7 +160,7 @@ def test_drift_retrain_promotion_hot_swap_and_rollback(
         retrain = stack.start("retrain", "retrain", *RETRAIN, env={"FRAUD_METRICS_PORT": str(port)})
         updates = [
             ModelUpdate.model_validate_json(m.value())
-            for m in read_all(
+            for m in collect(
                 broker, topics["model-updates"], lambda ms: bool(ms), 300, "a promotion", logs
             )
         ]
@@ -195,6 +187,9 @@ def test_drift_retrain_promotion_hot_swap_and_rollback(
         mark("phase 2 scored")
         assert {s.model_version for s in phase2.values()} == {new_version}
         assert worker.poll() is None, "the worker restarted"
+        # Determinism across the pause between replays: features exactly as offline.
+        offline = _offline_features(world, store.load(old_version))
+        assert [t for t, x in phase2.items() if x.features != offline[t]] == []
         rows = np.array([[s.features[n] for n in FEATURE_NAMES] for s in phase2.values()])
         truth = np.array([world.is_fraud.get(t, False) for t in phase2])
         old = Scorer.from_loaded(store.load(old_version)).score(rows).scores
@@ -224,15 +219,24 @@ def test_drift_retrain_promotion_hot_swap_and_rollback(
 
 
 def _scores(broker: Broker, topic: str, ids: set[str], logs: Any) -> dict[str, FraudScore]:
-    def done(messages: list[Any]) -> bool:
-        return ids <= {json.loads(m.value())["transaction_id"] for m in messages}
-
     found: dict[str, FraudScore] = {}
-    for message in collect(broker, topic, done, 120, f"{len(ids)} scores", logs):
+    for message in collect(broker, topic, covers(ids), 120, f"{len(ids)} scores", logs):
         score = FraudScore.model_validate_json(message.value())
         if score.transaction_id in ids:
             found[score.transaction_id] = score
     return found
+
+
+def _offline_features(world: World, champion: Any) -> dict[str, dict[str, float]]:
+    txs = (
+        read_events(world.phase1, Transaction).records
+        + read_events(world.phase2, Transaction).records
+    )
+    known = fraud_label_times(read_events(world.phase1_labels, Label).records)
+    return {
+        s.transaction_id: s.features
+        for s in score_offline(txs, Scorer.from_loaded(champion), known)
+    }
 
 
 def _wait_for_log(stack: Stack, text: str, logs: Any, timeout_s: float = 60) -> None:

@@ -21,7 +21,7 @@ from models.registry import ModelRegistry
 from models.scoring import Scorer, score_offline
 from schemas.events import DeadLetter, FraudScore, Label, Transaction
 from schemas.jsonl import read_events
-from tests.integration.conftest import DATA, Stack, collect, free_port, stop
+from tests.integration.conftest import DATA, Stack, collect, covers, free_port, stop
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +48,10 @@ def scores_by_id(messages: list[Any]) -> dict[str, list[FraudScore]]:
 def wait_for_scores(
     stack: Stack, ids: set[str], timeout_s: float = 120
 ) -> dict[str, list[FraudScore]]:
-    def done(messages: list[Any]) -> bool:
-        seen = {json.loads(m.value())["transaction_id"] for m in messages}
-        return ids <= seen
-
     messages = collect(
         stack.broker,
         stack.topics["fraud-scores"],
-        done,
+        covers(ids),
         timeout_s,
         f"{len(ids)} scored transactions",
         stack.worker_logs,
