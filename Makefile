@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit bench soak reliability schemas clean
+.PHONY: install demo test lint typecheck unit bench soak reliability drift-quality schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ unit: $(STAMP)
 
 reliability: $(STAMP)
 	$(BIN)/pytest -m reliability
+
+drift-quality: $(STAMP)
+	$(BIN)/python bench/drift_quality.py
 
 schemas: $(STAMP)
 	$(BIN)/fraudstream schemas export --out schemas/json
