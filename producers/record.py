@@ -48,6 +48,14 @@ def consumer_config(client_config: Mapping[str, str], fetch_wait_ms: int) -> dic
     }
 
 
+def _partitions(consumer: Any, topic: str, client_config: Mapping[str, str]) -> list[int]:
+    metadata = consumer.list_topics(topic, timeout=10.0)
+    described = metadata.topics.get(topic)
+    if described is None or described.error is not None or not described.partitions:
+        raise InputError(f"topic {topic} does not exist on {client_config['bootstrap.servers']}")
+    return sorted(described.partitions)
+
+
 def record(
     topic: str,
     out_file: Path,
@@ -68,13 +76,7 @@ def record(
     tmp = Path(name)
     out = os.fdopen(fd, "wb")
     try:
-        metadata = consumer.list_topics(topic, timeout=10.0)
-        described = metadata.topics.get(topic)
-        if described is None or described.error is not None or not described.partitions:
-            raise InputError(
-                f"topic {topic} does not exist on {client_config['bootstrap.servers']}"
-            )
-        partitions = sorted(described.partitions)
+        partitions = _partitions(consumer, topic, client_config)
         stats.partitions = len(partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         last_message = time.monotonic()
@@ -132,13 +134,7 @@ def read_to_end(
 
     consumer = Consumer(consumer_config(client_config, fetch_wait_ms))
     try:
-        metadata = consumer.list_topics(topic, timeout=10.0)
-        described = metadata.topics.get(topic)
-        if described is None or described.error is not None or not described.partitions:
-            raise InputError(
-                f"topic {topic} does not exist on {client_config['bootstrap.servers']}"
-            )
-        waiting = set(described.partitions)
+        waiting = set(_partitions(consumer, topic, client_config))
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(waiting)])
         deadline = time.monotonic() + timeout_s
         while waiting:

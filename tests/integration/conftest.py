@@ -90,6 +90,16 @@ def tmp_file(tmp_path: Path) -> Callable[[str], Path]:
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
+STACK_TOPICS = (
+    "transactions",
+    "fraud-scores",
+    "labels",
+    "transactions-dlq",
+    "drift-events",
+    "model-updates",
+)
+
+
 @dataclass
 class Stack:
     """Fresh topics, an app id and a registry for one test's workers."""
@@ -232,14 +242,7 @@ def stack(
     trained_registry: Any,
     tmp_path: Path,
 ) -> Iterator[Stack]:
-    topics = fresh_topics(
-        "transactions",
-        "fraud-scores",
-        "labels",
-        "transactions-dlq",
-        "drift-events",
-        "model-updates",
-    )
+    topics = fresh_topics(*STACK_TOPICS)
     made = Stack(
         broker=broker,
         topics=topics,

@@ -30,7 +30,15 @@ from models.training import TrainingConfig, train
 from producers.simulator import SimulationConfig, simulate, write_traffic
 from schemas.events import DriftEvent, FraudScore, Label, ModelUpdate, Transaction, epoch_ms
 from schemas.jsonl import read_events, write_events
-from tests.integration.conftest import Broker, Stack, collect, covers, free_port, stop
+from tests.integration.conftest import (
+    STACK_TOPICS,
+    Broker,
+    Stack,
+    collect,
+    covers,
+    free_port,
+    stop,
+)
 from tests.integration.test_worker import wait_for_metrics
 
 pytestmark = pytest.mark.integration
@@ -113,14 +121,7 @@ def ids_of(path: Path) -> set[str]:
 def test_drift_retrain_promotion_hot_swap_and_rollback(
     broker: Broker, fresh_topics: Any, world: World, tmp_path: Path
 ) -> None:
-    topics = fresh_topics(
-        "transactions",
-        "fraud-scores",
-        "labels",
-        "transactions-dlq",
-        "drift-events",
-        "model-updates",
-    )
+    topics = fresh_topics(*STACK_TOPICS)
     stack = Stack(broker, topics, f"loop-{time.monotonic_ns()}", world.registry, tmp_path)
     stack.extra_env["FRAUD_PRODUCER_LINGER_MS"] = "50"  # fewer, larger batches on the broker
     began = time.monotonic()
