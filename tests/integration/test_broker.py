@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from fraudstream.broker import EmbeddedBroker, answers_metadata
 from fraudstream.topics import create_topics
-from tests.integration.conftest import Broker, _free_port
+from tests.integration.conftest import Broker, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_start_status_stop_through_the_cli(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {"FRAUD_STATE_DIR": str(tmp_path), "FRAUD_BROKER_PORT": str(port)}
     bootstrap = f"127.0.0.1:{port}"
     assert cli(env, "broker", "status").returncode == 1
@@ -56,7 +56,7 @@ def test_start_status_stop_through_the_cli(tmp_path: Path) -> None:
 def test_stop_never_kills_a_process_it_did_not_start(tmp_path: Path) -> None:
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        broker = EmbeddedBroker(tmp_path, _free_port())
+        broker = EmbeddedBroker(tmp_path, free_port())
         broker.dir.mkdir(parents=True)
         # A stale pid file whose pid now belongs to someone else.
         broker.pid_file.write_text(json.dumps({"pid": stranger.pid, "command": ["tansu"]}))
@@ -82,7 +82,7 @@ def test_start_refuses_a_port_someone_else_serves(broker: Broker, tmp_path: Path
 def test_topics_create_is_idempotent_and_uses_the_partition_setting(
     broker: Broker, fresh_topics: Callable[..., dict[str, str]]
 ) -> None:
-    names = [f"idem-{_free_port()}-{i}" for i in range(2)]
+    names = [f"idem-{free_port()}-{i}" for i in range(2)]
     assert set(create_topics(broker.client_config(), names, 3).values()) == {"created"}
     assert set(create_topics(broker.client_config(), names, 3).values()) == {"exists"}
     metadata = AdminClient(broker.client_config()).list_topics(timeout=10)
@@ -90,7 +90,7 @@ def test_topics_create_is_idempotent_and_uses_the_partition_setting(
 
 
 def test_topics_create_cli_creates_every_topic_of_the_system(broker: Broker) -> None:
-    suffix = str(_free_port())
+    suffix = str(free_port())
     env = {
         "FRAUD_KAFKA_BOOTSTRAP": broker.bootstrap,
         "FRAUD_PARTITIONS": "2",
