@@ -38,9 +38,6 @@ unit: $(STAMP)
 reliability: $(STAMP)
 	$(BIN)/pytest -m reliability
 
-bench: $(STAMP)
-	$(BIN)/fraudstream bench
-
 drift-quality: $(STAMP)
 	$(BIN)/python bench/drift_quality.py
 

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         65536, ge=1024, description="Larger transaction messages are dead-lettered."
     )
+    max_future_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="Transactions timed further ahead of the worker's clock are dead-lettered.",
+    )
     commit_interval_s: float = Field(1.0, gt=0, description="Offset commit interval.")
     producer_linger_ms: float = Field(
         5.0,

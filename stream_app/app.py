@@ -65,6 +65,7 @@ class WorkerConfig:
     allowed_lateness_ms: int = 10 * 60_000
     idle_partition_s: float = 2.0
     max_message_bytes: int = 64 * 1024
+    max_future_ms: int = 86_400_000
     use_labels: bool = True
     commit_interval_s: float = 1.0
     producer_linger_s: float = 0.005
@@ -268,7 +269,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
                 await app.consumer.seek(TP(config.topic_transactions, partition), offset)
             stats.consumed += len(messages)
             metrics.consumed.inc(len(messages))
-            valid, dead = decode_batch(messages, config.max_message_bytes)
+            valid, dead = decode_batch(messages, config.max_message_bytes, config.max_future_ms)
             for letter, message in ((d, _source(d, messages)) for d in dead):
                 await dlq_topic.send(key=message.key, value=letter.model_dump_json().encode())
                 metrics.dead_letters.labels(letter.reason).inc()
@@ -545,7 +546,9 @@ def _feed(
     """Pass one raw input to the view; unusable input is the scorer's to dead-letter."""
     if tp.topic == config.topic_transactions:
         decoded = decode(
-            Incoming(tp.topic, tp.partition, 0, None, value, 0.0), config.max_message_bytes
+            Incoming(tp.topic, tp.partition, 0, None, value, 0.0),
+            config.max_message_bytes,
+            config.max_future_ms,
         )
         if isinstance(decoded, Decoded):
             tx = decoded.tx

@@ -8,6 +8,7 @@ the same code `fraudstream score` runs offline (`UserWindows.observe`, `assemble
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,8 +63,15 @@ def dead_letter(message: Incoming, reason: str, error: str) -> DeadLetter:
     )
 
 
-def decode(message: Incoming, max_bytes: int) -> Decoded | DeadLetter:
-    """Validate one message; anything unusable becomes a dead letter with its reason."""
+def decode(
+    message: Incoming, max_bytes: int, max_future_ms: int | None = None
+) -> Decoded | DeadLetter:
+    """Validate one message; anything unusable becomes a dead letter with its reason.
+
+    `max_future_ms`: an event time further ahead of this machine's clock is refused. A producer
+    (buggy or malicious) could otherwise push the merchant watermark years ahead, after which
+    every honest transaction would arrive "late".
+    """
     value = message.value
     if value is None:
         return dead_letter(message, "invalid_json", "empty message (no value)")
@@ -82,16 +90,23 @@ def decode(message: Incoming, max_bytes: int) -> Decoded | DeadLetter:
         reason = "invalid_json" if is_json_error else "invalid_event"
         return dead_letter(message, reason, describe_validation_error(exc))
     ts = epoch_ms(tx.timestamp)
+    if max_future_ms is not None and ts > time.time() * 1000 + max_future_ms:
+        return dead_letter(
+            message,
+            "invalid_event",
+            f"timestamp: {tx.timestamp.isoformat()} is more than {max_future_ms // 1000} s "
+            "ahead of the worker's clock",
+        )
     return Decoded(message, tx, ts, snapshot_boundary(ts))
 
 
 def decode_batch(
-    messages: Sequence[Incoming], max_bytes: int
+    messages: Sequence[Incoming], max_bytes: int, max_future_ms: int | None = None
 ) -> tuple[list[Decoded], list[DeadLetter]]:
     valid: list[Decoded] = []
     dead: list[DeadLetter] = []
     for message in messages:
-        result = decode(message, max_bytes)
+        result = decode(message, max_bytes, max_future_ms)
         (valid if isinstance(result, Decoded) else dead).append(result)  # type: ignore[arg-type]
     return valid, dead
 

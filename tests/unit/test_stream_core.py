@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -47,6 +48,17 @@ def test_bad_input_becomes_a_dead_letter_with_its_origin(value: bytes | None, re
     assert letter.offset == 41 and letter.partition == 2  # type: ignore[union-attr]
     assert base64.b64decode(letter.original_value) == (value or b"")  # type: ignore[union-attr]
     assert letter.original_key == base64.b64encode(b"u1").decode()  # type: ignore[union-attr]
+
+
+def test_far_future_event_times_are_refused() -> None:
+    ahead = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    letter = decode(message(json.dumps({**TX, "timestamp": ahead}).encode()), 4096, 86_400_000)
+    assert letter.reason == "invalid_event"  # type: ignore[union-attr]
+    assert "ahead of the worker's clock" in letter.error  # type: ignore[union-attr]
+    fine = decode(message(json.dumps({**TX, "timestamp": soon}).encode()), 4096, 86_400_000)
+    assert hasattr(fine, "tx")
+    assert hasattr(decode(message(json.dumps({**TX, "timestamp": ahead}).encode()), 4096), "tx")
 
 
 def test_decode_batch_splits_valid_and_dead() -> None:
