@@ -30,6 +30,7 @@ from fraudstream.topics import create_topics
 class Broker:
     bootstrap: str
     kind: str  # "embedded" or "testcontainers"
+    pid: int | None = None  # the embedded broker's process (fault tests freeze it)
 
     def client_config(self) -> dict[str, str]:
         return {"bootstrap.servers": self.bootstrap}
@@ -63,7 +64,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     embedded = EmbeddedBroker(tmp_path_factory.mktemp("broker-state"), free_port())
     embedded.start(timeout_s=60)
     try:
-        yield Broker(embedded.bootstrap, "embedded")
+        yield Broker(embedded.bootstrap, "embedded", embedded.status().pid)
     finally:
         embedded.stop()
 
