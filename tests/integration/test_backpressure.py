@@ -1,0 +1,59 @@
+"""Backpressure: a producer far faster than the worker. Lag builds up and is reported, the
+worker's memory stays bounded while it works through the backlog, and the lag drains to zero."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Stack, free_port, stop
+from tests.integration.test_worker import TRAFFIC, scrape, wait_for_metrics
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+RSS_LIMIT_BYTES = 1024**3
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def lag(samples: dict[str, float]) -> float:
+    return sum(v for k, v in samples.items() if k.startswith("fraudstream_consumer_lag_messages"))
+
+
+def test_lag_builds_up_memory_stays_bounded_and_lag_drains(stack: Stack) -> None:
+    port = free_port()
+    stack.extra_env["FRAUD_METRICS_PORT"] = str(port)
+    worker = stack.start_worker()
+    total = len(TRAFFIC.read_bytes().splitlines())
+    peak_lag, peak_rss = 0.0, 0
+    try:
+        wait_for_metrics(port, lambda m: "fraudstream_transactions_scored_total" in m, 60)
+        stack.replay(TRAFFIC)  # ~6,000 transactions in well under a second
+        deadline = time.monotonic() + 180
+        while True:
+            samples = scrape(port)
+            peak_lag = max(peak_lag, lag(samples))
+            peak_rss = max(peak_rss, rss_bytes(worker.pid))
+            if (
+                samples.get("fraudstream_transactions_scored_total", 0) >= total
+                and lag(samples) == 0
+            ):
+                break
+            scored = samples.get("fraudstream_transactions_scored_total")
+            assert time.monotonic() < deadline, (
+                f"backlog not drained within 180 s: {scored} of {total} scored, "
+                f"lag {lag(samples)}\n{stack.worker_logs()[-2000:]}"
+            )
+            time.sleep(0.2)
+        assert worker.poll() is None
+    finally:
+        assert stop(worker) == 0, stack.worker_logs()[-3000:]
+    assert peak_lag > 0, "the worker never reported a backlog"
+    assert peak_rss < RSS_LIMIT_BYTES, f"worker RSS peaked at {peak_rss / 2**20:.0f} MiB"
