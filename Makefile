@@ -38,6 +38,9 @@ unit: $(STAMP)
 reliability: $(STAMP)
 	$(BIN)/pytest -m reliability
 
+bench: $(STAMP)
+	$(BIN)/fraudstream bench
+
 drift-quality: $(STAMP)
 	$(BIN)/python bench/drift_quality.py
 

@@ -1022,6 +1022,60 @@ def models_shadow(
     _announce(store.get(gone), "unshadow", reason, notify)
 
 
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small run (~1-2 min) for a smoke test.")
+    ] = False,
+    backlog: Annotated[
+        int | None, typer.Option(help="Backlog messages per phase (default 8000; quick 2000).")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="Offered load for the latency runs, tx/s.")] = 1000.0,
+    seconds: Annotated[
+        float | None, typer.Option(help="Duration of the latency runs (default 10; quick 3).")
+    ] = None,
+    users: Annotated[
+        int,
+        typer.Option(
+            help="Also send one transaction for each of N new users and report the worker's RSS "
+            "(e.g. 20000; adds roughly N/400 s here)."
+        ),
+    ] = 0,
+    results: Annotated[
+        Path, typer.Option(help="Directory the JSON result is appended to (a new file).")
+    ] = Path("bench/results"),
+    save: Annotated[bool, typer.Option(help="Write the result file.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Benchmark the pipeline against a raw aiokafka floor and a bare Faust agent on a private
+    embedded broker: backlog events/s, latency at a fixed load, worker RSS, component costs."""
+    import dataclasses
+
+    from fraudstream.bench import BenchConfig, render, run, write_result
+
+    config = BenchConfig.quick() if quick else BenchConfig()
+    changes: dict[str, Any] = {"rate": rate, "users": users}
+    if backlog is not None:
+        changes["backlog"] = backlog
+    if seconds is not None:
+        changes["seconds"] = seconds
+    config = dataclasses.replace(config, **changes)
+    if config.backlog < 2 or config.rate <= 0 or config.seconds <= 0 or config.users < 0:
+        raise InputError("--backlog must be >= 2, --rate and --seconds > 0, --users >= 0")
+    result = run(config, progress=lambda text: err.print(f"[dim]bench:[/dim] {escape(text)}"))
+    if save:
+        result["result_file"] = str(write_result(result, results))
+    if as_json:
+        _emit(result, True)
+        return
+    for table in render(result):
+        out.print(table)
+    for note in result.get("notes", []):
+        out.print(f"[yellow]note:[/yellow] {escape(note)}")
+    if save:
+        out.print(f"result written to {result['result_file']}")
+
+
 # -- demo -------------------------------------------------------------------------------------
 @app.command()
 def demo(
