@@ -69,6 +69,11 @@ class FeedbackJoin:
         return len(self._scores)
 
     @property
+    def latest_ms(self) -> int:
+        """The newest event or label time seen (the join's notion of "now")."""
+        return self._latest_ms
+
+    @property
     def pending_labels(self) -> int:
         return len(self._pending)
 

@@ -323,7 +323,10 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             await publish_detections()
 
     def on_label(label: Label, labeled_at_ms: int) -> None:
-        learn(feedback.add_label(label.transaction_id, label.is_fraud, labeled_at_ms))
+        # A label without a time (known "from the start" for merchant features) is taken as
+        # arriving now for the join and the detectors, not at the epoch.
+        at_ms = labeled_at_ms if label.labeled_at is not None else feedback.latest_ms
+        learn(feedback.add_label(label.transaction_id, label.is_fraud, at_ms))
 
     @app.task
     async def merchant_reader() -> None:
