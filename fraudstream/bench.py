@@ -27,7 +27,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,15 +41,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from fraudstream.settings import TOPIC_ROLES
+
 MB = 1024 * 1024
-TOPIC_ROLES = (
-    "transactions",
-    "fraud-scores",
-    "labels",
-    "transactions-dlq",
-    "drift-events",
-    "model-updates",
-)
 VERSIONED = (
     "faust-streaming",
     "aiokafka",
@@ -261,13 +254,6 @@ def many_user_records(templates: Sequence[Record], users: int, start_ms: int) ->
             Record(document["transaction_id"], user.encode(), json.dumps(document).encode(), when)
         )
     return records
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- traffic in and out -------------------------------------------------------------------------
@@ -756,7 +742,7 @@ def run(
     phases: Sequence[str] = ("floor", "faust", "pipeline", "components"),
 ) -> dict[str, Any]:
     """Run the benchmark on a private embedded broker; returns the result dict."""
-    from fraudstream.broker import EmbeddedBroker
+    from fraudstream.broker import EmbeddedBroker, free_port
 
     result: dict[str, Any] = {
         "kind": "fraudstream-bench",

@@ -73,6 +73,17 @@ def _settings() -> Settings:
         raise InputError(f"invalid setting in the environment: {problems}") from None
 
 
+def _costs(settings: Settings) -> Any:
+    """The decision costs from FRAUD_COST_* (thresholds, evaluation, the gate)."""
+    from models.evaluation import Costs
+
+    return Costs(
+        review=settings.cost_review,
+        missed_fraud=settings.cost_missed_fraud,
+        false_decline=settings.cost_false_decline,
+    )
+
+
 def _emit(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
@@ -203,7 +214,6 @@ def train(
     as_json: JsonFlag = False,
 ) -> None:
     """Train a model version with the stream's feature code; optionally promote it."""
-    from models.evaluation import Costs
     from models.registry import ModelRegistry
     from models.training import TrainingConfig
     from models.training import train as run_training
@@ -215,11 +225,7 @@ def train(
         gap_days=gap_days,
         valid_days=valid_days,
         as_of=_parse_when(as_of, "--as-of"),
-        costs=Costs(
-            review=settings.cost_review,
-            missed_fraud=settings.cost_missed_fraud,
-            false_decline=settings.cost_false_decline,
-        ),
+        costs=_costs(settings),
     )
     config.validate()  # bad options fail before the (possibly large) files are read
     txs = _read(transactions, Transaction, skip_invalid).records
@@ -330,8 +336,8 @@ def evaluate(
 ) -> None:
     """AUC, AP, precision/recall at the thresholds, card precision@100 per day, cost."""
 
-    from models.evaluation import Costs, evaluation_input_from_scores
     from models.evaluation import evaluate as run_evaluation
+    from models.evaluation import evaluation_input_from_scores
 
     settings = _settings()
     lo = _parse_when(start, "--from")
@@ -345,11 +351,7 @@ def evaluate(
         None if hi is None else epoch_ms(hi),
     )
     _report_skipped(scores, skipped)
-    costs = Costs(
-        review=settings.cost_review,
-        missed_fraud=settings.cost_missed_fraud,
-        false_decline=settings.cost_false_decline,
-    )
+    costs = _costs(settings)
     result = run_evaluation(data, costs)
     summary = {**result.to_dict(), "unlabelled_skipped": unlabelled}
     if report is not None:
@@ -741,7 +743,6 @@ def retrain(
     """
     from fraudstream.logs import logging_config
     from fraudstream.metrics import RetrainMetrics, serve
-    from models.evaluation import Costs
     from retrain.challenger import ChallengerConfig
     from retrain.gate import GateConfig
     from retrain.service import (
@@ -777,11 +778,7 @@ def retrain(
             max_flagged_rate_rise=max_flagged_rate_rise,
             max_cost_rise=max_cost_rise,
         ),
-        costs=Costs(
-            review=settings.cost_review,
-            missed_fraud=settings.cost_missed_fraud,
-            false_decline=settings.cost_false_decline,
-        ),
+        costs=_costs(settings),
     )
     challenger.validate()
     every_s = _duration(every, "--every")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -37,7 +36,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from fraudstream.broker import EmbeddedBroker
+from fraudstream.broker import EmbeddedBroker, free_port
 from fraudstream.demo import day_start, simulate_and_train
 from fraudstream.topics import create_topics
 from producers.replay import Pacer, read_recording, replay
@@ -55,13 +54,6 @@ RETRAIN = [
     "--max-flagged-rate-rise", "0.1",
 ]  # fmt: skip
 """Windows sized to the demo's six weeks; a new pattern may raise the share flagged by 10 %."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _slice(source: Path, target: Path, start_ms: int, end_ms: int, field: str) -> int:
@@ -97,7 +89,7 @@ def run_live_demo(
     is_fraud = {lab.transaction_id: lab.is_fraud for lab in data.labels}
     del data
 
-    broker = EmbeddedBroker(workdir / "broker-state", _free_port())
+    broker = EmbeddedBroker(workdir / "broker-state", free_port())
     processes: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
     try:

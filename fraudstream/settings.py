@@ -13,6 +13,15 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FRAUD_"
+TOPIC_ROLES = (
+    "transactions",
+    "fraud-scores",
+    "labels",
+    "transactions-dlq",
+    "drift-events",
+    "model-updates",
+)
+"""Every topic the system uses, by role (DESIGN.md's default names)."""
 
 
 class Settings(BaseSettings):
@@ -101,14 +110,15 @@ class Settings(BaseSettings):
 
     def topics(self) -> dict[str, str]:
         """Role -> topic name, for every topic the system uses."""
-        return {
-            "transactions": self.topic_transactions,
-            "fraud-scores": self.topic_scores,
-            "labels": self.topic_labels,
-            "drift-events": self.topic_drift,
-            "model-updates": self.topic_model_updates,
-            "transactions-dlq": self.topic_dlq,
-        }
+        names = (
+            self.topic_transactions,
+            self.topic_scores,
+            self.topic_labels,
+            self.topic_dlq,
+            self.topic_drift,
+            self.topic_model_updates,
+        )
+        return dict(zip(TOPIC_ROLES, names, strict=True))
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka (confluent-kafka) connection settings, security included."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from fraudstream.broker import EmbeddedBroker
+from fraudstream.broker import EmbeddedBroker, free_port
+from fraudstream.settings import TOPIC_ROLES
 from fraudstream.topics import create_topics
 
 
@@ -34,13 +34,6 @@ class Broker:
 
     def client_config(self) -> dict[str, str]:
         return {"bootstrap.servers": self.bootstrap}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _docker_answers() -> bool:
@@ -91,14 +84,7 @@ def tmp_file(tmp_path: Path) -> Callable[[str], Path]:
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-STACK_TOPICS = (
-    "transactions",
-    "fraud-scores",
-    "labels",
-    "transactions-dlq",
-    "drift-events",
-    "model-updates",
-)
+STACK_TOPICS = TOPIC_ROLES
 
 
 @dataclass
