@@ -603,15 +603,14 @@ def worker(
     Reads FRAUD_KAFKA_BOOTSTRAP, FRAUD_TOPIC_*, FRAUD_FETCH_WAIT_MS, FRAUD_BATCH_MAX,
     FRAUD_BATCH_WINDOW_MS, FRAUD_ALLOWED_LATENESS_S, FRAUD_APP_ID. Stops cleanly on SIGTERM/SIGINT.
     """
-    from faust.worker import Worker
-
     from fraudstream.logs import logging_config
     from stream_app.app import create_app
+    from stream_app.faust_tuning import QuietWorker
 
     settings = _settings()
     app_ = create_app(worker_config(settings, registry))
     json_logs = logging_config("json", loglevel) if settings.log_format == "json" else None
-    Worker(
+    QuietWorker(
         app_, loglevel=loglevel, quiet=True, redirect_stdouts=False, logging_config=json_logs
     ).execute_from_commandline()
 

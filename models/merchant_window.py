@@ -22,6 +22,7 @@ gives the stream's numbers. `MerchantCounts` is that single implementation.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from models.user_window import HOUR_MS
@@ -117,8 +118,14 @@ class MerchantCounts:
                 self._fraud_schedule.setdefault(start, []).append((index, merchant_id, 1))
                 self._fraud_schedule.setdefault(end + 1, []).append((index, merchant_id, -1))
 
-    def advance(self, boundary_ms: int) -> None:
-        """Move the snapshot forward to `boundary_ms` (hour-aligned). Never moves backwards."""
+    def advance(
+        self, boundary_ms: int, on_step: Callable[[int, set[str]], None] | None = None
+    ) -> None:
+        """Move the snapshot forward to `boundary_ms` (hour-aligned). Never moves backwards.
+
+        `on_step(boundary_hour, changed)` is called after each hour with the merchants whose
+        values changed in that step (a replica keeps their history, see `MerchantView`).
+        """
         if boundary_ms % HOUR_MS:
             raise ValueError(f"boundary {boundary_ms} is not hour-aligned")
         target = boundary_ms // HOUR_MS
@@ -126,32 +133,40 @@ class MerchantCounts:
             pending = [*self._hourly, *(h - 1 for h in self._fraud_schedule)]
             self._boundary_hour = min([target, *pending])
         while self._boundary_hour < target:
-            self._step()
+            changed = self._step()
+            if on_step is not None:
+                on_step(self._boundary_hour, changed)
 
-    def _step(self) -> None:
-        """Move the boundary by one hour."""
+    def _step(self) -> set[str]:
+        """Move the boundary by one hour; the merchants whose values changed."""
         current = self._boundary_hour
         if current is None:
             raise RuntimeError("advance() sets the boundary before stepping")
+        changed: set[str] = set()
         entering = self._hourly.get(current)
+        if entering:
+            changed.update(entering)
         for index, window in enumerate(MERCHANT_WINDOWS):
             totals = self._tx[index]
             if entering:
                 totals.update(entering)
             leaving = self._hourly.get(current - window.hours)
             if leaving:
+                changed.update(leaving)
                 totals.subtract(leaving)
                 for merchant in leaving:
                     if totals[merchant] <= 0:
                         del totals[merchant]
         new = current + 1
         for index, merchant, delta in self._fraud_schedule.pop(new, ()):
+            changed.add(merchant)
             frauds = self._fraud[index]
             frauds[merchant] += delta
             if frauds[merchant] <= 0:
                 del frauds[merchant]
         self._boundary_hour = new
         self._hourly.pop(new - _MAX_HOURS - 1, None)
+        return changed
 
     def lookup(self, merchant_id: str) -> MerchantValues:
         """A merchant's numbers at the current boundary."""

@@ -6,7 +6,6 @@ Invalid input is rejected here with a message, and the stream turns it into a de
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -63,12 +62,6 @@ def _in_time_range(value: datetime) -> datetime:
     return value
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
 ]
@@ -82,7 +75,8 @@ EventTime = Annotated[
 ]
 """RFC 3339 timestamp with an explicit offset (naive timestamps are rejected)."""
 
-FiniteFloat = Annotated[float, AfterValidator(_finite)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+"""Checked in pydantic's core: a Python validator per value cost ~0.7 µs, 29 times per score."""
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 MerchantCategory = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
@@ -150,7 +144,7 @@ class FraudScore(Event):
     features: dict[str, FiniteFloat]
     event_time: EventTime
     scored_at: EventTime
-    latency_ms: Annotated[float, Field(ge=0.0), AfterValidator(_finite)]
+    latency_ms: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
     late: bool = False
     """True when the transaction arrived later than the allowed lateness for its user."""
     shadow: ShadowScore | None = None

@@ -24,6 +24,7 @@ from typing import Any
 
 import faust
 import numpy as np
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
@@ -117,9 +118,12 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         topic_allow_declare=True,
     )
     transactions = app.topic(config.topic_transactions, value_serializer="raw")
-    scores_topic = app.topic(config.topic_scores, value_serializer="raw")
-    dlq_topic = app.topic(config.topic_dlq, value_serializer="raw")
-    drift_topic = app.topic(config.topic_drift, value_serializer="raw")
+    outputs = [
+        app.topic(name, value_serializer="raw")
+        for name in (config.topic_scores, config.topic_dlq, config.topic_drift)
+    ]
+    publisher = faust_tuning.Publisher(app)  # the scoring agent's
+    timer_publisher = faust_tuning.Publisher(app)  # for detections published between batches
     # Keys and values are raw bytes (user id, compact JSON of the UserRecord).
     users = app.Table(
         "user-windows",
@@ -184,7 +188,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             )
         )
 
-    async def publish_detections() -> None:
+    async def publish_detections(publisher: faust_tuning.Publisher) -> None:
         while detections:
             event = detections.pop(0)
             stats.drift_events += 1
@@ -196,18 +200,18 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
                 event.model_version,
                 event.detected_at.isoformat(),
             )
-            await drift_topic.send(
-                key=event.detector.encode(), value=event.model_dump_json().encode()
+            await publisher.send(
+                config.topic_drift, event.detector.encode(), event.model_dump_json().encode()
             )
 
-    def record_of(partition: int) -> Any:
+    def record_of(partition_of: Mapping[str, int]) -> Callable[[str], UserRecord]:
         def get(user_id: str) -> UserRecord:
             cached = records.get(user_id)
             if cached is not None:
                 return cached[1]
             stored = users.data.get(user_id.encode())
-            record = UserRecord() if stored is None else UserRecord.from_json(json.loads(stored))
-            records[user_id] = (partition, record)
+            record = UserRecord() if stored is None else UserRecord.from_json(orjson.loads(stored))
+            records[user_id] = (partition_of[user_id], record)
             return record
 
         return get
@@ -271,62 +275,71 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             metrics.consumed.inc(len(messages))
             valid, dead = decode_batch(messages, config.max_message_bytes, config.max_future_ms)
             for letter, message in ((d, _source(d, messages)) for d in dead):
-                await dlq_topic.send(key=message.key, value=letter.model_dump_json().encode())
+                await publisher.send(
+                    config.topic_dlq, message.key, letter.model_dump_json().encode()
+                )
                 metrics.dead_letters.labels(letter.reason).inc()
             stats.dead_letters += len(dead)
-            if not valid:
-                continue
-            waits = stats.waits
-            for boundary in sorted({item.boundary_ms for item in valid}):
-                await wait_final(boundary)
-            if stats.waits > waits:
-                metrics.snapshot_waits.inc()
-            by_partition: dict[int, list[Any]] = {}
-            for item in valid:
-                by_partition.setdefault(item.message.partition, []).append(item)
-            champion, shadow = models.champion, models.shadow  # swaps happen between batches
-            for partition, items in by_partition.items():
-                result = score_batch(
-                    items,
-                    record_of(partition),
-                    merchant_of,
-                    champion,
-                    config.allowed_lateness_ms,
-                    time.monotonic,
-                    shadow,
-                )
-                for score in result.scores:
-                    await scores_topic.send(
-                        key=score.user_id.encode(), value=score.model_dump_json().encode()
-                    )
-                published = time.monotonic()
-                for item, score in zip(items, result.scores, strict=True):
-                    metrics.latency.observe(max(0.0, published - item.message.received_s))
-                    metrics.score.observe(score.score)
-                    metrics.decisions.labels(score.decision).inc()
-                metrics.batch_size.observe(len(result.scores))
-                metrics.scored.inc(len(result.scores))
-                metrics.late.inc(result.late)
-                committed = faust_tuning.committed_offsets(app.consumer)
-                commit = committed.get((config.topic_transactions, partition))
-                for user in result.touched_users:
-                    record = records[user][1]
-                    record.prune(commit)
-                    key = user.encode()
-                    value = json.dumps(record.to_json(), separators=(",", ":")).encode()
-                    users.data[key] = value
-                    users.send_changelog(partition, key, value)
-                stats.scored += len(result.scores)
-                stats.late += result.late
-                stats.replayed += result.replayed
-                watch(result)
-            await publish_detections()
+            if valid:
+                await score_and_publish(valid)
+            await publish_detections(publisher)
+            # Before faust acknowledges this micro-batch: every output delivered, or raise.
+            await publisher.deliver()
+
+    async def score_and_publish(valid: list[Decoded]) -> None:
+        waits = stats.waits
+        for boundary in sorted({item.boundary_ms for item in valid}):
+            await wait_final(boundary)
+        if stats.waits > waits:
+            metrics.snapshot_waits.inc()
+        partition_of = {item.tx.user_id: item.message.partition for item in valid}
+        champion, shadow = models.champion, models.shadow  # swaps happen between batches
+        # One model call for the whole micro-batch, whichever partitions it spans.
+        result = score_batch(
+            valid,
+            record_of(partition_of),
+            merchant_of,
+            champion,
+            config.allowed_lateness_ms,
+            time.monotonic,
+            shadow,
+        )
+        for score in result.scores:
+            await publisher.send(
+                config.topic_scores, score.user_id.encode(), score.model_dump_json().encode()
+            )
+        published = time.monotonic()
+        for item, score in zip(valid, result.scores, strict=True):
+            metrics.latency.observe(max(0.0, published - item.message.received_s))
+            metrics.score.observe(score.score)
+            metrics.decisions.labels(score.decision).inc()
+        metrics.batch_size.observe(len(result.scores))
+        metrics.scored.inc(len(result.scores))
+        metrics.late.inc(result.late)
+        committed = faust_tuning.committed_offsets(app.consumer)
+        for user in result.touched_users:
+            partition, record = records[user]
+            record.prune(committed.get((config.topic_transactions, partition)))
+            key = user.encode()
+            value = orjson.dumps(record.to_json())
+            users.data[key] = value
+            users.send_changelog(partition, key, value)
+        stats.scored += len(result.scores)
+        stats.late += result.late
+        stats.replayed += result.replayed
+        watch(result)
 
     def on_label(label: Label, labeled_at_ms: int) -> None:
         # A label without a time (known "from the start" for merchant features) is taken as
         # arriving now for the join and the detectors, not at the epoch.
         at_ms = labeled_at_ms if label.labeled_at is not None else feedback.latest_ms
         learn(feedback.add_label(label.transaction_id, label.is_fraud, at_ms))
+
+    @app.task
+    async def declare_outputs() -> None:
+        """Output topics are sent to through the producer directly: declare them (if allowed)."""
+        for topic in outputs:
+            await topic.maybe_declare()
 
     @app.task
     async def merchant_reader() -> None:
@@ -340,7 +353,8 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     @app.timer(interval=5.0)
     async def flush_detections() -> None:
         """Concept drift found by labels between batches is published here."""
-        await publish_detections()
+        await publish_detections(timer_publisher)
+        await timer_publisher.deliver()
 
     progress: dict[int, tuple[int | None, float]] = {}
 

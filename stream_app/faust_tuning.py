@@ -17,6 +17,14 @@
   The agent checks that offsets are contiguous (`stream_app.offset_guard`) and seeks back to
   the first missing one; records delivered twice are recognised (or re-scored identically,
   see `stream_app.user_record`).
+* faust runs its Kafka consumer in a thread with its own event loop: every `getmany`, seek and
+  commit hops threads through a method queue, and the two loops then fight over the GIL. Our
+  consumer "thread" runs on the app's own loop instead (`_LoopConsumerThread`): same service,
+  same aiokafka consumer, calls are plain awaits.
+* with a log level of WARN or above, faust's worker sets the *root* logger to DEBUG for its
+  terminal spinner (`faust/worker.py`, `_setup_spinner_handler`), so every `logger.debug` on
+  the hot path (aiokafka, faust's topics) builds a record. `QuietWorker` keeps the level asked
+  for.
 * the committed offsets per partition, read from faust's consumer (a private attribute), let
   the idempotence journal forget what Kafka will never redeliver.
 
@@ -26,6 +34,7 @@ If an upgrade of faust breaks one of these, `tests/integration` fails on the wor
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +42,10 @@ import aiokafka
 from aiokafka import TopicPartition
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.worker import Worker
+from mode import Service
+
+from schemas.errors import DeliveryError
 
 SCHEME = "fraudkafka"
 _fetch_wait_ms = 5
@@ -91,18 +104,125 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return await fetched_end_offsets(_bootstrap, listed)
 
 
+class _LoopConsumerThread(_ConsumerThread):
+    """faust's consumer service, run on the app's loop instead of a thread of its own.
+
+    `ServiceThread` starts a thread whose loop runs the service and routes every call through a
+    method queue (`call_thread`); here the service is started and stopped like any other and
+    calls are awaited directly, the rebalance callbacks included. Once stopping, rebalance
+    callbacks are skipped: aiokafka leaves the group on close, and the revoke would wait on
+    streams and queues the app has already stopped (a worker then never exits).
+    """
+
+    wait_for_shutdown = False  # nobody else will run the shutdown: `stop` does it all
+
+    def __init__(self, consumer: Any, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(consumer, loop=loop, thread_loop=loop, **kwargs)
+
+    async def start(self) -> None:
+        self._thread_started.set()
+        await Service.start(self)
+
+    async def maybe_start(self) -> bool:
+        if self._thread_started.is_set():
+            return False
+        await self.start()
+        return True
+
+    async def stop(self) -> None:
+        if self._started.is_set():
+            await Service.stop(self)
+
+    async def on_stop(self) -> None:
+        await self.on_thread_stop()  # stops the aiokafka consumer
+
+    def _stopped_set(self) -> None:
+        self._stopped.set()
+
+    def set_shutdown(self) -> None:
+        self._shutdown.set()
+
+    async def _stop_children(self) -> None:
+        await self._default_stop_children()
+
+    async def _stop_futures(self) -> None:
+        await self._default_stop_futures()
+
+    async def _stop_exit_stacks(self) -> None:
+        await self._default_stop_exit_stacks()
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        if self.should_stop:
+            return  # leaving the group on shutdown: the app has stopped its streams already
+        await self.consumer.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
+        if self.should_stop:
+            return
+        await self.consumer.on_partitions_assigned(assigned, generation_id)
+
+    async def call_thread(self, fun: Any, *args: Any, **kwargs: Any) -> Any:
+        result = fun(*args, **kwargs)  # faust passes coroutine functions and plain ones
+        return await result if inspect.isawaitable(result) else result
+
+    async def cast_thread(self, fun: Any, *args: Any, **kwargs: Any) -> None:
+        await self.call_thread(fun, *args, **kwargs)
+
+
 class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
-        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return _LoopConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
 
 
+class QuietWorker(Worker):
+    """faust's worker without the spinner's root-logger DEBUG level (see the module docstring)."""
+
+    def _setup_spinner_handler(self, logger: Any, level: int) -> None:
+        self.spinner = None
+
+
 def register() -> None:
     """Make `fraudkafka://host:port` broker URLs use the tuned transport."""
     TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
+
+
+class Publisher:
+    """Sends through faust's underlying aiokafka producer, delivery checked per micro-batch.
+
+    `Topic.send` builds a FutureMessage, goes through faust's producer buffer and calls sensors
+    for every record; `AIOKafkaProducer.send` only appends to a batch. `deliver()` then sends
+    whatever is lingering at once (aiokafka's `flush_for_commit`, a private method) and waits
+    for every record of this micro-batch. A failed record raises `DeliveryError` *before*
+    faust acknowledges the micro-batch's input, so its offsets are never committed and the
+    input is read again after a restart (at least once).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._pending: list[tuple[str, asyncio.Future[Any]]] = []
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        future = await self._app.producer.send(topic, key, value, None, None, None)
+        self._pending.append((topic, future))
+
+    async def deliver(self) -> int:
+        """Wait for everything sent since the last call; the number of records delivered."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return 0
+        producer = getattr(self._app.producer, "_producer", None)
+        accumulator = getattr(producer, "_message_accumulator", None)
+        if accumulator is not None and hasattr(accumulator, "flush_for_commit"):
+            await accumulator.flush_for_commit()
+        await asyncio.wait([future for _, future in pending])
+        for topic, future in pending:
+            if future.exception() is not None:
+                raise DeliveryError(f"could not publish to {topic}: {future.exception()!r}")
+        return len(pending)
 
 
 def committed_offsets(consumer: Any) -> dict[tuple[str, int], int]:

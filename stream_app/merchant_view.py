@@ -12,13 +12,17 @@ watermark is the minimum over partitions. A partition that has been caught up (n
 read) for a while is *idle* and does not hold the watermark back; an event that later arrives
 behind a released snapshot is counted as late (the merchant state keeps the count).
 
-Snapshots are built when a scorer first asks for them and a bounded number are kept for
-scorers of other partitions that are slightly behind; `backlog_hours()` tells the reader to
-pause when it has read far ahead of what the scorers need.
+Snapshots are built when a scorer first asks for them. Scorers of other partitions may be
+behind, so the values of the last `max_snapshots` boundaries stay answerable: each merchant
+keeps a short history of (boundary hour, values) entries, one per hour in which its values
+changed, and a lookup is a bisection in it. (Copying every merchant's values at every hour
+cost more than the rest of the scoring.) `backlog_hours()` tells the reader to pause when it
+has read far ahead of what the scorers need.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from models.merchant_window import EMPTY, MerchantCounts, MerchantValues
@@ -43,11 +47,14 @@ class MerchantView:
 
     allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS
     max_snapshots: int = 72
+    """Boundaries (hours) that stay answerable behind the newest one."""
     counts: MerchantCounts = field(default_factory=MerchantCounts)
     transaction_sources: dict[int, _Source] = field(default_factory=dict)
     label_sources: dict[int, _Source] = field(default_factory=dict)
-    snapshots: dict[int, dict[str, MerchantValues]] = field(default_factory=dict)
     stale_requests: int = 0
+    _timeline: dict[str, tuple[list[int], list[MerchantValues]]] = field(default_factory=dict)
+    _rebuilt: dict[int, dict[str, MerchantValues]] = field(default_factory=dict)
+    _steps_since_prune: int = 0
     _pending_labels: dict[str, int] = field(default_factory=dict)
     _history: list[tuple[int, str]] = field(default_factory=list)
     _fraud_history: list[tuple[str, int, int]] = field(default_factory=list)
@@ -120,42 +127,59 @@ class MerchantView:
             return max(newest) if newest else None
         return min(marks)
 
-    def snapshot_for(self, boundary_ms: int) -> dict[str, MerchantValues] | None:
-        """The snapshot at `boundary_ms`, materialised on first request; None while not final.
+    def snapshot_for(self, boundary_ms: int) -> Snapshot | None:
+        """The snapshot at `boundary_ms`; None while it is not final.
 
-        Snapshots are built hour by hour as scorers ask for them (so the replica never runs
-        ahead of its own scorers) and the last `max_snapshots` are kept for scorers of other
-        partitions that are a little behind. A request older than that (a partition re-read
-        after a restart, say) is rebuilt exactly from the retained events and counted in
-        `stale_requests`.
+        The merchant state is advanced hour by hour as scorers ask for boundaries (so the
+        replica never runs ahead of its own scorers). A boundary older than the retained
+        `max_snapshots` hours (a partition re-read after a restart, say) is rebuilt exactly from
+        the retained events and counted in `stale_requests`.
         """
-        kept = self.snapshots.get(boundary_ms)
-        if kept is not None:
-            return kept
-        mark = self.watermark()
-        if mark is None or boundary_ms > mark:
-            return None
+        hour = boundary_ms // HOUR_MS
         current = self.counts.boundary_ms
-        if current is not None and boundary_ms < current:
+        if current is None or boundary_ms > current:
+            mark = self.watermark()
+            if mark is None or boundary_ms > mark:
+                return None
+            self.counts.advance(boundary_ms, self._record_step)
+            self._forget_old()
+            return Snapshot(self, hour)
+        if hour > current // HOUR_MS - self.max_snapshots:
+            return Snapshot(self, hour)
+        rebuilt = self._rebuilt.get(boundary_ms)
+        if rebuilt is None:
             self.stale_requests += 1
-            rebuilt = self._rebuild(boundary_ms)
-            self.snapshots[boundary_ms] = rebuilt
-            self._forget_old(keep=boundary_ms)
-            return rebuilt
-        start = boundary_ms if current is None else current + HOUR_MS
-        steps = range(start, boundary_ms + 1, HOUR_MS)
-        for boundary in steps[-self.max_snapshots :]:
-            self.counts.advance(boundary)
-            self.snapshots[boundary] = self.counts.snapshot()
-        self._forget_old()
-        return self.snapshots[boundary_ms]
+            rebuilt = self._rebuilt[boundary_ms] = self._rebuild(boundary_ms)
+            while len(self._rebuilt) > self.max_snapshots:
+                del self._rebuilt[min(self._rebuilt)]
+        return Snapshot(self, hour, rebuilt)
 
     def lookup(self, boundary_ms: int, merchant_id: str) -> MerchantValues | None:
         """A merchant's values at a final boundary; None while the boundary is not final."""
         snapshot = self.snapshot_for(boundary_ms)
         if snapshot is None:
             return None
-        return snapshot.get(merchant_id, EMPTY)
+        return snapshot.get(merchant_id)
+
+    def value_at(self, hour: int, merchant_id: str) -> MerchantValues:
+        """A merchant's values at a retained boundary hour (see `snapshot_for`)."""
+        history = self._timeline.get(merchant_id)
+        if history is None:
+            return EMPTY
+        hours, values = history
+        index = bisect_right(hours, hour) - 1
+        return values[index] if index >= 0 else EMPTY
+
+    def _record_step(self, hour: int, changed: set[str]) -> None:
+        lookup = self.counts.lookup
+        timeline = self._timeline
+        for merchant in changed:
+            history = timeline.get(merchant)
+            if history is None:
+                history = timeline[merchant] = ([], [])
+            history[0].append(hour)
+            history[1].append(lookup(merchant))
+        self._steps_since_prune += 1
 
     def backlog_hours(self) -> float:
         """Event time read but not yet needed by any scorer (the reader pauses when large)."""
@@ -176,10 +200,11 @@ class MerchantView:
         counts.advance(boundary_ms)
         return counts.snapshot()
 
-    def _forget_old(self, keep: int | None = None) -> None:
-        while len(self.snapshots) > self.max_snapshots:
-            oldest = min(b for b in self.snapshots if b != keep)
-            del self.snapshots[oldest]
+    def _forget_old(self) -> None:
+        current = self.counts.boundary_ms
+        if current is not None and self._steps_since_prune >= max(24, self.max_snapshots // 2):
+            self._steps_since_prune = 0
+            self._prune_timeline(current // HOUR_MS - self.max_snapshots)
         # Events older than the longest window (plus margin) can no longer matter.
         horizon = self.counts.boundary_ms
         if horizon is None or len(self._history) < 2 * _PRUNE_EVERY:
@@ -191,3 +216,32 @@ class MerchantView:
             self._transaction_index = {
                 k: v for k, v in self._transaction_index.items() if v[1] >= cutoff
             }
+
+    def _prune_timeline(self, oldest_hour: int) -> None:
+        """Keep, per merchant, the entries from the one in effect at `oldest_hour` on."""
+        for merchant in list(self._timeline):
+            hours, values = self._timeline[merchant]
+            keep_from = bisect_right(hours, oldest_hour) - 1
+            if keep_from > 0:
+                del hours[:keep_from]
+                del values[:keep_from]
+            if len(hours) == 1 and hours[0] <= oldest_hour and values[0] == EMPTY:
+                del self._timeline[merchant]
+
+    def timeline_entries(self) -> int:
+        """Stored (hour, values) entries, for tests and memory accounting."""
+        return sum(len(hours) for hours, _ in self._timeline.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Merchant values at one final boundary hour."""
+
+    view: MerchantView
+    hour: int
+    rebuilt: dict[str, MerchantValues] | None = None
+
+    def get(self, merchant_id: str) -> MerchantValues:
+        if self.rebuilt is not None:
+            return self.rebuilt.get(merchant_id, EMPTY)
+        return self.view.value_at(self.hour, merchant_id)

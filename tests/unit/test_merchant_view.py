@@ -75,7 +75,49 @@ def test_view_equals_offline_with_transactions_and_labels_interleaved(
     assert checked == len(small_dataset.transactions)
     assert view.stale_requests == 0
     assert view.counts.late_events == 0 and view.counts.late_labels == 0
-    assert len(view.snapshots) <= view.max_snapshots
+    assert_history_bounded(view)
+
+
+def assert_history_bounded(view: MerchantView) -> None:
+    """Per merchant, at most one entry older than the retained hours (plus the pruning slack)."""
+    current = view.counts.boundary_ms
+    assert current is not None
+    horizon = current // HOUR_MS - view.max_snapshots - max(24, view.max_snapshots // 2)
+    for merchant, (hours, values) in view._timeline.items():
+        assert hours == sorted(hours) and len(hours) == len(values), merchant
+        assert sum(1 for h in hours if h < horizon) <= 1, (merchant, hours[:5], horizon)
+
+
+def test_scorers_behind_by_less_than_the_retained_hours_get_exact_values(
+    small_dataset: SimulatedData,
+) -> None:
+    """One partition far ahead of another (a backlog read partition by partition): the one
+    behind asks for boundaries the view has passed, and gets them without a rebuild."""
+    expected = offline_merchant_values(small_dataset)
+    view = MerchantView(max_snapshots=72)
+    view.set_partitions(transactions=1, labels=1)
+    for tx in small_dataset.transactions:
+        view.add_transaction(0, tx.transaction_id, tx.merchant_id, epoch_ms(tx.timestamp))
+    for lab in small_dataset.labels:
+        view.add_label(0, lab.transaction_id, lab.is_fraud, epoch_ms(lab.labeled_at))
+    view.set_idle("transactions", 0)
+    view.set_idle("labels", 0)
+    transactions = small_dataset.transactions
+    last = snapshot_boundary(epoch_ms(transactions[-1].timestamp))
+    ahead = last - 80 * HOUR_MS
+    early = [tx for tx in transactions if snapshot_boundary(epoch_ms(tx.timestamp)) <= ahead]
+    for tx in early:  # the partition ahead walks the view forward hour by hour
+        assert view.lookup(snapshot_boundary(epoch_ms(tx.timestamp)), tx.merchant_id)
+    behind = [
+        tx for tx in early if snapshot_boundary(epoch_ms(tx.timestamp)) > ahead - 70 * HOUR_MS
+    ]
+    assert len(behind) > 50
+    for tx in behind:  # the partition behind asks for boundaries up to 70 hours old
+        got = view.lookup(snapshot_boundary(epoch_ms(tx.timestamp)), tx.merchant_id)
+        assert got is not None
+        assert (got.tx_counts, got.fraud_rates()) == expected[tx.transaction_id], tx
+    assert view.stale_requests == 0
+    assert_history_bounded(view)
 
 
 def test_a_snapshot_is_not_final_until_every_partition_passed_it() -> None:
