@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit bench soak reliability drift-quality schemas clean
+.PHONY: install demo test lint typecheck unit bench profile soak reliability drift-quality schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ reliability: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/fraudstream bench
+
+## The benchmark with a py-spy flame graph of the worker (bench/results/worker-profile.svg).
+profile: $(STAMP)
+	$(BIN)/fraudstream bench --profile bench/results/worker-profile.svg
+
+## Long steady-load run: FRAUD_SOAK_S seconds (default 300) at FRAUD_SOAK_RATE tx/s (150).
+soak: $(STAMP)
+	$(BIN)/pytest -m slow -s tests/integration/test_soak.py
 
 drift-quality: $(STAMP)
 	$(BIN)/python bench/drift_quality.py

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -217,6 +218,8 @@ class BenchConfig:
     timeout_s: float = 90.0
     users: int = 0
     """If > 0: after the paced load, one transaction for each of this many new users (RSS)."""
+    profile: str | None = None
+    """If set: a py-spy flame graph of the worker during the pipeline phase, written here."""
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -446,6 +449,38 @@ def background(
                 process.wait()
 
 
+@contextmanager
+def profiled(
+    pid: int, out: str | None, progress: Callable[[str], None] = lambda _: None
+) -> Iterator[None]:
+    """Sample `pid` with py-spy (the dev extras install it) into the flame graph `out`."""
+    if out is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise RuntimeError("--profile needs py-spy (pip install py-spy; the dev extras have it)")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    recorder = subprocess.Popen(  # noqa: S603 - py-spy from this environment
+        [spy, "record", "--pid", str(pid), "--rate", "100", "--output", out, "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes the flame graph on SIGINT
+        try:
+            _, errors = recorder.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            errors = b"py-spy did not finish"
+        if recorder.returncode not in (0, -signal.SIGINT) or not Path(out).exists():
+            progress(f"profile not written: {errors.decode(errors='replace')[-300:]}")
+        else:
+            progress(f"worker profile written to {out}")
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -578,7 +613,10 @@ def phase_pipeline(env: Env) -> dict[str, Any]:
     }
     log = env.work / "worker.log"
     command = [sys.executable, "-m", "fraudstream.cli", "worker"]
-    with background(command, log, env=worker_env, cwd=state) as process:
+    with (
+        background(command, log, env=worker_env, cwd=state) as process,
+        profiled(process.pid, env.config.profile, env.progress),
+    ):
         downstream = Downstream(env.bootstrap, topics["fraud-scores"], env.config.fetch_wait_ms)
         try:
             return _pipeline_measures(env, topics["transactions"], downstream, process)

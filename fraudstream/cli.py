@@ -499,6 +499,15 @@ def replay(
         bool,
         typer.Option(help="Send lines that are not valid records unchanged (dead-letter tests)."),
     ] = False,
+    linger_ms: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=5000,
+            help="Producer batching delay. Larger means fewer, bigger batches (the embedded "
+            "broker slows down with the number of batches it stores).",
+        ),
+    ] = 20,
     as_json: JsonFlag = False,
 ) -> None:
     """Produce a JSONL recording to Kafka: key user_id (labels: transaction_id), record
@@ -522,7 +531,13 @@ def replay(
 
     with _progress(f"replaying to {topic}", as_json) as advance:
         stats = run_replay(
-            chained(), topic, settings.kafka_client_config(), pacer, limit, on_progress=advance
+            chained(),
+            topic,
+            settings.kafka_client_config(),
+            pacer,
+            limit,
+            on_progress=advance,
+            linger_ms=linger_ms,
         )
     summary = {"topic": topic, **stats.to_dict()}
     if as_json:
@@ -1041,6 +1056,12 @@ def bench(
         Path, typer.Option(help="Directory the JSON result is appended to (a new file).")
     ] = Path("bench/results"),
     save: Annotated[bool, typer.Option(help="Write the result file.")] = True,
+    profile: Annotated[
+        Path | None,
+        typer.Option(
+            help="Record a py-spy flame graph (SVG) of the worker during the pipeline phase."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Benchmark the pipeline against a raw aiokafka floor and a bare Faust agent on a private
@@ -1050,7 +1071,11 @@ def bench(
     from fraudstream.bench import BenchConfig, render, run, write_result
 
     config = BenchConfig.quick() if quick else BenchConfig()
-    changes: dict[str, Any] = {"rate": rate, "users": users}
+    changes: dict[str, Any] = {
+        "rate": rate,
+        "users": users,
+        "profile": str(profile) if profile is not None else None,
+    }
     if backlog is not None:
         changes["backlog"] = backlog
     if seconds is not None:

@@ -97,6 +97,14 @@ class WorkerMetrics:
             "Batches that waited for a final merchant snapshot.",
             registry=r,
         )
+        self.state = Gauge(
+            "fraudstream_state_entries",
+            "Entries held in the worker's in-memory state, by kind (users: live user records; "
+            "merchant_history: events kept for exact rebuilds; merchant_timeline: retained "
+            "merchant values; feedback_scores / feedback_labels: waiting to be joined).",
+            ["kind"],
+            registry=r,
+        )
         # Known label values start at zero, so the first event shows up in rate().
         for reason in ("oversized", "not_utf8", "invalid_json", "invalid_event"):
             self.dead_letters.labels(reason)
@@ -146,6 +154,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
     {
         # worker (counters are exposed with _total, histograms with _bucket/_sum/_count)
         "fraudstream_transactions_consumed_total",
+        "fraudstream_state_entries",
         "fraudstream_transactions_scored_total",
         "fraudstream_transactions_late_total",
         "fraudstream_dead_letters_total",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -132,6 +133,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         key_type=bytes,  # bytes types make faust use the raw codec for the changelog
         value_type=bytes,
     )
+    write_changelog = faust_tuning.changelog_writer(users, publisher)
     view = MerchantView(allowed_lateness_ms=config.allowed_lateness_ms)
     view_changed = asyncio.Condition()
     stats = WorkerStats()
@@ -240,15 +242,20 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
 
     @app.agent(transactions)
     async def score_transactions(stream: Any) -> None:
+        topic = config.topic_transactions
         async for events in stream.take_events(config.batch_max, within=config.batch_window_s):
             now = time.monotonic()
             committed = faust_tuning.committed_offsets(app.consumer)
+            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
             messages: list[Incoming] = []
             reseek: dict[int, int] = {}
             for e in events:
                 partition, offset = e.message.partition, e.message.offset
                 if partition in reseek:
                     continue  # re-read from the gap on
+                if partition not in owned:
+                    stats.repeats += 1  # fetched before a rebalance moved it: its owner scores it
+                    continue
                 verdict = guard.admit(
                     partition, offset, committed.get((config.topic_transactions, partition))
                 )
@@ -323,7 +330,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             key = user.encode()
             value = orjson.dumps(record.to_json())
             users.data[key] = value
-            users.send_changelog(partition, key, value)
+            await write_changelog(partition, key, value)
         stats.scored += len(result.scores)
         stats.late += result.late
         stats.replayed += result.replayed
@@ -334,6 +341,11 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         # arriving now for the join and the detectors, not at the epoch.
         at_ms = labeled_at_ms if label.labeled_at is not None else feedback.latest_ms
         learn(feedback.add_label(label.transaction_id, label.is_fraud, at_ms))
+
+    @app.task
+    async def dump_tasks_on_sigusr1() -> None:
+        """`kill -USR1 <worker pid>` logs what every asyncio task is waiting on (diagnosis)."""
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _log_tasks)
 
     @app.task
     async def declare_outputs() -> None:
@@ -404,6 +416,14 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
                 behind = highwater - (position if position is not None else 0)
                 metrics.lag.labels(str(tp.partition)).set(max(0, behind))
                 reported_lag.add(str(tp.partition))
+        for kind, entries in (
+            ("users", len(records)),
+            ("merchant_history", view.history_entries()),
+            ("merchant_timeline", view.timeline_entries()),
+            ("feedback_scores", len(feedback)),
+            ("feedback_labels", feedback.pending_labels),
+        ):
+            metrics.state.labels(kind).set(entries)
         report = quality.report()
         roles = {models.champion.version: "champion"}
         if models.shadow is not None:
@@ -429,8 +449,8 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         )
         log.info(
             "consumed=%d scored=%d dead_letters=%d late=%d replayed=%d repeats=%d gaps=%d waits=%d "
-            "watermark=%s merchant_boundary=%s backlog_h=%.1f stale=%d model=%s shadow=%s "
-            "drift_events=%d",
+            "watermark=%s merchant_boundary=%s backlog_h=%.1f stale=%d inexact=%d model=%s "
+            "shadow=%s drift_events=%d",
             stats.consumed,
             stats.scored,
             stats.dead_letters,
@@ -443,6 +463,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             view.counts.boundary_ms,
             view.backlog_hours(),
             view.stale_requests,
+            view.inexact_requests,
             models.champion.version,
             models.shadow.version if models.shadow is not None else None,
             stats.drift_events,
@@ -456,6 +477,20 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             )
 
     return app
+
+
+def _log_tasks() -> None:
+    for task in asyncio.all_tasks():
+        frames = []
+        coroutine: Any = task.get_coro()
+        while coroutine is not None:
+            frame = getattr(coroutine, "cr_frame", None) or getattr(coroutine, "gi_frame", None)
+            if frame is not None:
+                frames.append(f"{frame.f_code.co_qualname}:{frame.f_lineno}")
+            coroutine = getattr(coroutine, "cr_await", None) or getattr(
+                coroutine, "gi_yieldfrom", None
+            )
+        log.warning("task %s: %s", task.get_name(), " > ".join(frames) or repr(task))
 
 
 def _highwater(consumer: Any, tp: TP) -> int | None:

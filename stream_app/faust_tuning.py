@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiokafka
 from aiokafka import TopicPartition
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from faust.worker import Worker
 from mode import Service
 
@@ -173,6 +174,62 @@ class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _LoopConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
+        """faust's drain loop without a `wait_first` (two tasks and a wait) per message.
+
+        faust races each delivery against `suspend_flow` so that a rebalance can abandon it;
+        an abandoned delivery still advanced the read offset (the skipped batches the module
+        docstring describes). Here a delivery is awaited plainly. When the flow is suspended
+        the rest of the fetched batch is left unread (faust seeks to the committed offsets
+        when the flow resumes), and a delivery already under way waits in faust's own flow
+        control until then. The scoring agent drops records of partitions it no longer owns
+        and recognises repeats (`OffsetGuard`).
+        """
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        suspended = self.suspend_flow.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        since_yield = 0
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                records = getmany(timeout=1.0)
+                await asyncio.sleep(0)
+                if self.should_stop:
+                    continue
+                async for tp, message in records:
+                    if suspended():
+                        break
+                    since_yield += 1
+                    if since_yield > 100:
+                        await asyncio.sleep(0)
+                        since_yield = 0
+                    offset = message.offset
+                    read = get_read_offset(tp)
+                    if read is not None and offset < read:
+                        continue  # already delivered
+                    if read and offset - read > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, read + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    await callback(message)
+                    set_read_offset(tp, offset)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+
 
 class Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
@@ -193,21 +250,30 @@ def register() -> None:
 class Publisher:
     """Sends through faust's underlying aiokafka producer, delivery checked per micro-batch.
 
-    `Topic.send` builds a FutureMessage, goes through faust's producer buffer and calls sensors
-    for every record; `AIOKafkaProducer.send` only appends to a batch. `deliver()` then sends
-    whatever is lingering at once (aiokafka's `flush_for_commit`, a private method) and waits
-    for every record of this micro-batch. A failed record raises `DeliveryError` *before*
-    faust acknowledges the micro-batch's input, so its offsets are never committed and the
-    input is read again after a restart (at least once).
+    `Topic.send` (and a table's `send_changelog`) build a FutureMessage, go through faust's
+    producer buffer and call sensors for every record; `AIOKafkaProducer.send` only appends to
+    a batch. `deliver()` then sends whatever is lingering at once (aiokafka's
+    `flush_for_commit`, a private method) and waits for every record of this micro-batch. A
+    failed record raises `DeliveryError` *before* faust acknowledges the micro-batch's input,
+    so its offsets are never committed and the input is read again after a restart (at least
+    once).
     """
 
     def __init__(self, app: Any) -> None:
         self._app = app
-        self._pending: list[tuple[str, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[str, asyncio.Future[Any], Callable[[Any], None] | None]] = []
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        future = await self._app.producer.send(topic, key, value, None, None, None)
-        self._pending.append((topic, future))
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        on_delivered: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Queue one record; `on_delivered(RecordMetadata)` runs in `deliver()`."""
+        future = await self._app.producer.send(topic, key, value, partition, None, None)
+        self._pending.append((topic, future, on_delivered))
 
     async def deliver(self) -> int:
         """Wait for everything sent since the last call; the number of records delivered."""
@@ -218,11 +284,32 @@ class Publisher:
         accumulator = getattr(producer, "_message_accumulator", None)
         if accumulator is not None and hasattr(accumulator, "flush_for_commit"):
             await accumulator.flush_for_commit()
-        await asyncio.wait([future for _, future in pending])
-        for topic, future in pending:
+        await asyncio.wait([future for _, future, _ in pending])
+        for topic, future, _ in pending:
             if future.exception() is not None:
                 raise DeliveryError(f"could not publish to {topic}: {future.exception()!r}")
+        for _, future, on_delivered in pending:
+            if on_delivered is not None:
+                on_delivered(future.result())
         return len(pending)
+
+
+def changelog_writer(table: Any, publisher: Publisher) -> Callable[..., Any]:
+    """`send(partition, key, value)` for a table's changelog through `publisher`.
+
+    What faust's `send_changelog` does on delivery (at least once, no transactions): record
+    the changelog offset in the store, so a persistent store (RocksDB) knows on restart from
+    which offset to recover.
+    """
+    topic = table.changelog_topic.get_topic_name()
+
+    def delivered(metadata: Any) -> None:
+        table.data.set_persisted_offset(TP(metadata.topic, metadata.partition), metadata.offset)
+
+    async def send(partition: int, key: bytes, value: bytes) -> None:
+        await publisher.send(topic, key, value, partition, delivered)
+
+    return send
 
 
 def committed_offsets(consumer: Any) -> dict[tuple[str, int], int]:

@@ -25,12 +25,15 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from models.merchant_window import EMPTY, MerchantCounts, MerchantValues
+from models.merchant_window import EMPTY, MERCHANT_WINDOWS, MerchantCounts, MerchantValues
 from models.user_window import DEFAULT_ALLOWED_LATENESS_MS, HOUR_MS
 
 _HISTORY_MS = 32 * 24 * HOUR_MS
-"""Events kept to rebuild an old snapshot exactly: the longest window plus a margin."""
-_PRUNE_EVERY = 50_000
+"""Events kept to rebuild an old snapshot exactly: the longest window plus a margin, so a
+boundary up to two days behind the newest one can be rebuilt exactly (a partition re-read after
+a restart). Memory grows with the traffic of these 32 days (see the README's known problems)."""
+_PRUNE_SLACK_MS = 24 * HOUR_MS
+_LONGEST_WINDOW_MS = max(w.hours for w in MERCHANT_WINDOWS) * HOUR_MS
 
 
 @dataclass
@@ -52,6 +55,9 @@ class MerchantView:
     transaction_sources: dict[int, _Source] = field(default_factory=dict)
     label_sources: dict[int, _Source] = field(default_factory=dict)
     stale_requests: int = 0
+    inexact_requests: int = 0
+    """Stale requests older than the retained events cover (rebuilt from what is left)."""
+    _history_from_ms: int | None = None
     _timeline: dict[str, tuple[list[int], list[MerchantValues]]] = field(default_factory=dict)
     _rebuilt: dict[int, dict[str, MerchantValues]] = field(default_factory=dict)
     _steps_since_prune: int = 0
@@ -149,6 +155,11 @@ class MerchantView:
         rebuilt = self._rebuilt.get(boundary_ms)
         if rebuilt is None:
             self.stale_requests += 1
+            if (
+                self._history_from_ms is not None
+                and boundary_ms - _LONGEST_WINDOW_MS < self._history_from_ms
+            ):
+                self.inexact_requests += 1
             rebuilt = self._rebuilt[boundary_ms] = self._rebuild(boundary_ms)
             while len(self._rebuilt) > self.max_snapshots:
                 del self._rebuilt[min(self._rebuilt)]
@@ -205,12 +216,14 @@ class MerchantView:
         if current is not None and self._steps_since_prune >= max(24, self.max_snapshots // 2):
             self._steps_since_prune = 0
             self._prune_timeline(current // HOUR_MS - self.max_snapshots)
-        # Events older than the longest window (plus margin) can no longer matter.
+        # Events older than the longest window (plus margin) can no longer matter. Pruned once
+        # a day of event time has gone stale, so each event is copied ~32 times in its life.
         horizon = self.counts.boundary_ms
-        if horizon is None or len(self._history) < 2 * _PRUNE_EVERY:
+        if horizon is None or not self._history:
             return
         cutoff = horizon - _HISTORY_MS
-        if self._history[_PRUNE_EVERY][0] < cutoff:
+        if self._history[0][0] < cutoff - _PRUNE_SLACK_MS:
+            self._history_from_ms = cutoff
             self._history = [e for e in self._history if e[0] >= cutoff]
             self._fraud_history = [e for e in self._fraud_history if e[1] >= cutoff]
             self._transaction_index = {
@@ -227,6 +240,10 @@ class MerchantView:
                 del values[:keep_from]
             if len(hours) == 1 and hours[0] <= oldest_hour and values[0] == EMPTY:
                 del self._timeline[merchant]
+
+    def history_entries(self) -> int:
+        """Events kept for exact rebuilds (transactions and fraud labels)."""
+        return len(self._history) + len(self._fraud_history) + len(self._transaction_index)
 
     def timeline_entries(self) -> int:
         """Stored (hour, values) entries, for tests and memory accounting."""

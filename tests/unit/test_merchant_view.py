@@ -159,11 +159,23 @@ def test_an_old_boundary_is_rebuilt_exactly_after_the_view_moved_on(
         view.add_label(0, lab.transaction_id, lab.is_fraud, epoch_ms(lab.labeled_at))
     view.set_idle("transactions", 0)
     view.set_idle("labels", 0)
-    last = small_dataset.transactions[-1]
-    assert view.snapshot_for(snapshot_boundary(epoch_ms(last.timestamp))) is not None
-    # A partition re-read from the start now asks for boundaries days behind the view.
-    for tx in small_dataset.transactions[:: len(small_dataset.transactions) // 40]:
+    last = snapshot_boundary(epoch_ms(small_dataset.transactions[-1].timestamp))
+    assert view.snapshot_for(last) is not None
+    # A partition re-read after a restart asks for boundaries up to two days behind the view.
+    behind = [
+        tx
+        for tx in small_dataset.transactions
+        if snapshot_boundary(epoch_ms(tx.timestamp)) >= last - 2 * 24 * HOUR_MS
+    ]
+    assert len(behind) > 40
+    for tx in behind[:: len(behind) // 40]:
         got = view.lookup(snapshot_boundary(epoch_ms(tx.timestamp)), tx.merchant_id)
         assert got is not None
         assert (got.tx_counts, got.fraud_rates()) == expected[tx.transaction_id]
     assert view.stale_requests > 0
+    assert view.inexact_requests == 0
+    # Older than the retained events: answered from what is left, and counted as such.
+    first = small_dataset.transactions[0]
+    if snapshot_boundary(epoch_ms(first.timestamp)) < last - 33 * 24 * HOUR_MS:
+        assert view.lookup(snapshot_boundary(epoch_ms(first.timestamp)), first.merchant_id)
+        assert view.inexact_requests == 1
