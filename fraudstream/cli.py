@@ -647,6 +647,7 @@ def worker_config(settings: Settings, registry: Path | None = None) -> Any:
         model_name=settings.model_name,
         fetch_wait_ms=settings.fetch_wait_ms,
         batch_max=settings.batch_max,
+        user_cache_size=settings.user_cache_size,
         batch_window_s=settings.batch_window_ms / 1000.0,
         allowed_lateness_ms=round(settings.allowed_lateness_s * 1000),
         idle_partition_s=settings.idle_partition_s,

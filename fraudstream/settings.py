@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         5, ge=0, le=5000, description="Max time a fetch waits for data (Faust's is 1500 ms)."
     )
     batch_max: int = Field(500, ge=1, description="Largest scoring micro-batch.")
+    user_cache_size: int = Field(
+        20_000,
+        ge=1,
+        description="Users whose window state a worker keeps decoded in memory (least recently "
+        "seen are dropped; their state stays in the table).",
+    )
     batch_window_ms: float = Field(20.0, gt=0, description="Longest wait to fill a batch.")
     allowed_lateness_s: float = Field(
         600.0, ge=0, description="How late (event time) a transaction may arrive and count."

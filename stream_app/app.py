@@ -18,6 +18,7 @@ import json
 import logging
 import signal
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,7 @@ class WorkerConfig:
     model_name: str
     fetch_wait_ms: int = 5
     batch_max: int = 500
+    user_cache_size: int = 20_000
     batch_window_s: float = 0.02
     allowed_lateness_ms: int = 10 * 60_000
     idle_partition_s: float = 2.0
@@ -157,7 +159,9 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         server = serve(metrics.registry, config.metrics_port, ready.is_set)
         log.info("metrics on port %d", server.server_address[1])
     guard = OffsetGuard()
-    records: dict[str, tuple[int, UserRecord]] = {}  # user -> (partition, live record)
+    # user -> (partition, live record); least recently seen first. The table holds every user's
+    # state as JSON; decoded records of active users are kept here (~4-8 KB each).
+    records: OrderedDict[str, tuple[int, UserRecord]] = OrderedDict()
     feedback = FeedbackJoin()
     quality = OnlineQuality()
     drift = DriftMonitor(models.champion.version)
@@ -210,6 +214,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         def get(user_id: str) -> UserRecord:
             cached = records.get(user_id)
             if cached is not None:
+                records.move_to_end(user_id)
                 return cached[1]
             stored = users.data.get(user_id.encode())
             record = UserRecord() if stored is None else UserRecord.from_json(orjson.loads(stored))
@@ -331,6 +336,8 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             value = orjson.dumps(record.to_json())
             users.data[key] = value
             await write_changelog(partition, key, value)
+        while len(records) > config.user_cache_size:  # after the writes: touched users are newest
+            records.popitem(last=False)
         stats.scored += len(result.scores)
         stats.late += result.late
         stats.replayed += result.replayed

@@ -105,7 +105,12 @@ def http_status(port: int, path: str) -> int:
         return error.code
 
 
-def test_replayed_traffic_scores_exactly_as_offline(stack: Stack) -> None:
+@pytest.mark.parametrize("user_cache", [None, 40], ids=["all-users-cached", "cache-of-40-users"])
+def test_replayed_traffic_scores_exactly_as_offline(stack: Stack, user_cache: int | None) -> None:
+    """Every score equals `fraudstream score`'s; with a tiny user cache too, so users dropped
+    from memory and read back from the table mid-replay give the same features."""
+    if user_cache is not None:
+        stack.extra_env["FRAUD_USER_CACHE_SIZE"] = str(user_cache)
     expected = offline_scores(stack, TRAFFIC, LABELS)
     worker = stack.start_worker()
     try:

@@ -88,20 +88,26 @@ def assert_history_bounded(view: MerchantView) -> None:
         assert sum(1 for h in hours if h < horizon) <= 1, (merchant, hours[:5], horizon)
 
 
+def view_of_everything(data: SimulatedData, max_snapshots: int) -> MerchantView:
+    """A view that has read all of `data` on one partition each, then gone idle."""
+    view = MerchantView(max_snapshots=max_snapshots)
+    view.set_partitions(transactions=1, labels=1)
+    for tx in data.transactions:
+        view.add_transaction(0, tx.transaction_id, tx.merchant_id, epoch_ms(tx.timestamp))
+    for lab in data.labels:
+        view.add_label(0, lab.transaction_id, lab.is_fraud, epoch_ms(lab.labeled_at))
+    view.set_idle("transactions", 0)
+    view.set_idle("labels", 0)
+    return view
+
+
 def test_scorers_behind_by_less_than_the_retained_hours_get_exact_values(
     small_dataset: SimulatedData,
 ) -> None:
     """One partition far ahead of another (a backlog read partition by partition): the one
     behind asks for boundaries the view has passed, and gets them without a rebuild."""
     expected = offline_merchant_values(small_dataset)
-    view = MerchantView(max_snapshots=72)
-    view.set_partitions(transactions=1, labels=1)
-    for tx in small_dataset.transactions:
-        view.add_transaction(0, tx.transaction_id, tx.merchant_id, epoch_ms(tx.timestamp))
-    for lab in small_dataset.labels:
-        view.add_label(0, lab.transaction_id, lab.is_fraud, epoch_ms(lab.labeled_at))
-    view.set_idle("transactions", 0)
-    view.set_idle("labels", 0)
+    view = view_of_everything(small_dataset, max_snapshots=72)
     transactions = small_dataset.transactions
     last = snapshot_boundary(epoch_ms(transactions[-1].timestamp))
     ahead = last - 80 * HOUR_MS
@@ -151,14 +157,7 @@ def test_an_old_boundary_is_rebuilt_exactly_after_the_view_moved_on(
     small_dataset: SimulatedData,
 ) -> None:
     expected = offline_merchant_values(small_dataset)
-    view = MerchantView(max_snapshots=4)
-    view.set_partitions(transactions=1, labels=1)
-    for tx in small_dataset.transactions:
-        view.add_transaction(0, tx.transaction_id, tx.merchant_id, epoch_ms(tx.timestamp))
-    for lab in small_dataset.labels:
-        view.add_label(0, lab.transaction_id, lab.is_fraud, epoch_ms(lab.labeled_at))
-    view.set_idle("transactions", 0)
-    view.set_idle("labels", 0)
+    view = view_of_everything(small_dataset, max_snapshots=4)
     last = snapshot_boundary(epoch_ms(small_dataset.transactions[-1].timestamp))
     assert view.snapshot_for(last) is not None
     # A partition re-read after a restart asks for boundaries up to two days behind the view.
