@@ -28,6 +28,8 @@ import faust
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from faust.types import TP
 
 from fraudstream.metrics import WorkerMetrics, serve
@@ -36,6 +38,7 @@ from models.feedback import FeedbackJoin, Joined, OnlineQuality, Scored
 from models.merchant_window import MerchantValues
 from models.registry import ModelRegistry
 from models.scoring import Scorer
+from schemas.errors import DeliveryError
 from schemas.events import DriftEvent, FraudScore, Label, ModelUpdate, epoch_ms
 from stream_app import faust_tuning
 from stream_app.batch import Decoded, Incoming, ScoredBatchResult, decode, decode_batch, score_batch
@@ -292,11 +295,14 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
                 )
                 metrics.dead_letters.labels(letter.reason).inc()
             stats.dead_letters += len(dead)
-            if valid:
-                await score_and_publish(valid)
-            await publish_detections(publisher)
-            # Before faust acknowledges this micro-batch: every output delivered, or raise.
-            await publisher.deliver()
+            try:
+                if valid:
+                    await score_and_publish(valid)
+                await publish_detections(publisher)
+                # Before faust acknowledges this micro-batch: every output delivered.
+                await publisher.deliver()
+            except (DeliveryError, KafkaError, ProducerSendError) as exc:
+                faust_tuning.exit_on_delivery_failure(exc, log)
 
     async def score_and_publish(valid: list[Decoded]) -> None:
         waits = stats.waits
@@ -372,8 +378,11 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     @app.timer(interval=5.0)
     async def flush_detections() -> None:
         """Concept drift found by labels between batches is published here."""
-        await publish_detections(timer_publisher)
-        await timer_publisher.deliver()
+        try:
+            await publish_detections(timer_publisher)
+            await timer_publisher.deliver()
+        except (DeliveryError, KafkaError, ProducerSendError) as exc:
+            faust_tuning.exit_on_delivery_failure(exc, log)
 
     progress: dict[int, tuple[int | None, float]] = {}
 

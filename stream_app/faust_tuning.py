@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -49,6 +51,7 @@ from mode import Service
 from schemas.errors import DeliveryError
 
 SCHEME = "fraudkafka"
+EXIT_DELIVERY_FAILED = 75  # EX_TEMPFAIL: restart and read the uncommitted input again
 _fetch_wait_ms = 5
 _bootstrap = "127.0.0.1:9092"
 _security: dict[str, Any] = {}
@@ -254,9 +257,10 @@ class Publisher:
     producer buffer and call sensors for every record; `AIOKafkaProducer.send` only appends to
     a batch. `deliver()` then sends whatever is lingering at once (aiokafka's
     `flush_for_commit`, a private method) and waits for every record of this micro-batch. A
-    failed record raises `DeliveryError` *before* faust acknowledges the micro-batch's input,
-    so its offsets are never committed and the input is read again after a restart (at least
-    once).
+    failed record raises `DeliveryError`. The caller must then stop the process at once
+    (`exit_on_delivery_failure`): once the agent's loop is left, faust's `take_events` would
+    acknowledge the micro-batch's input in its `finally`, and a commit could follow. Exiting
+    leaves the input uncommitted, to be read again after the restart (at least once).
     """
 
     def __init__(self, app: Any) -> None:
@@ -292,6 +296,13 @@ class Publisher:
             if on_delivered is not None:
                 on_delivered(future.result())
         return len(pending)
+
+
+def exit_on_delivery_failure(error: BaseException, log: Any) -> None:
+    """Stop the worker now, without acknowledging or committing anything (see `Publisher`)."""
+    log.critical("stopping at once, input left uncommitted: %s", error)
+    logging.shutdown()
+    os._exit(EXIT_DELIVERY_FAILED)
 
 
 def changelog_writer(table: Any, publisher: Publisher) -> Callable[..., Any]:
