@@ -4,10 +4,10 @@ worker's memory stays bounded while it works through the backlog, and the lag dr
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
+from fraudstream import bench
 from tests.integration.conftest import Stack, free_port, stop
 from tests.integration.test_worker import TRAFFIC, scrape, wait_for_metrics
 
@@ -17,10 +17,9 @@ RSS_LIMIT_BYTES = 1024**3
 
 
 def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
+    value = bench.rss_bytes(pid)
+    assert value is not None, f"no VmRSS for process {pid}"
+    return value
 
 
 def lag(samples: dict[str, float]) -> float:
