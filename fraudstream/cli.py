@@ -286,7 +286,7 @@ def score(
     """Score transactions offline in event-time order, exactly as the stream does."""
     from models.features import fraud_label_times
     from models.registry import ModelRegistry
-    from models.scoring import Scorer, score_offline
+    from models.scoring import OfflineReport, Scorer, score_offline
 
     settings = _settings()
     store = ModelRegistry(registry or settings.registry_dir, settings.model_name)
@@ -300,10 +300,21 @@ def score(
             "[yellow]no --labels: merchant fraud-rate features are 0 for every transaction[/]"
         )
     began = time.perf_counter()
-    count = write_events(out_file, score_offline(txs, scorer, fraud_labels))
+    left_out = OfflineReport()
+    scored = score_offline(
+        txs,
+        scorer,
+        fraud_labels,
+        settings.allowed_lateness_ms(),
+        report=left_out,
+        dedupe_horizon_ms=settings.dedupe_horizon_ms(),
+    )
+    count = write_events(out_file, scored)
     seconds = time.perf_counter() - began
     summary = {
         "scored": count,
+        "duplicates": left_out.duplicates,
+        "unscorable": len(left_out.unscorable),
         "model_version": scorer.version,
         "out": str(out_file),
         "seconds": round(seconds, 2),
@@ -315,6 +326,13 @@ def score(
         f"scored {count:,} transactions with {settings.model_name} {scorer.version} "
         f"into {out_file} ({count / max(seconds, 1e-9):,.0f}/s)"
     )
+    if left_out.duplicates:
+        err.print(
+            f"[yellow]{left_out.duplicates:,} duplicate transaction ids left out (the stream "
+            "dead-letters them)[/]"
+        )
+    for item in left_out.unscorable[:5]:
+        err.print(f"[yellow]unscorable {item.transaction_id}: {item.error}[/]")
 
 
 # -- evaluate ---------------------------------------------------------------------------------
@@ -632,6 +650,7 @@ def worker(
 
 def worker_config(settings: Settings, registry: Path | None = None) -> Any:
     from stream_app.app import WorkerConfig
+    from stream_app.topic_limits import dead_letter_limit, topic_max_message_bytes
 
     return WorkerConfig(
         app_id=settings.app_id,
@@ -649,9 +668,15 @@ def worker_config(settings: Settings, registry: Path | None = None) -> Any:
         batch_max=settings.batch_max,
         user_cache_size=settings.user_cache_size,
         batch_window_s=settings.batch_window_ms / 1000.0,
-        allowed_lateness_ms=round(settings.allowed_lateness_s * 1000),
+        allowed_lateness_ms=settings.allowed_lateness_ms(),
         idle_partition_s=settings.idle_partition_s,
         max_message_bytes=settings.max_message_bytes,
+        dlq_max_bytes=dead_letter_limit(
+            settings.dlq_max_message_bytes,
+            settings.dlq_max_message_bytes,
+            topic_max_message_bytes(settings.kafka_client_config(), settings.topic_dlq),
+        ),
+        dedupe_horizon_ms=settings.dedupe_horizon_ms(),
         max_future_ms=round(settings.max_future_s * 1000),
         commit_interval_s=settings.commit_interval_s,
         producer_linger_s=settings.producer_linger_ms / 1000.0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,6 +23,8 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
+
+from schemas.events import DeadLetterReason
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 1.0)
@@ -46,8 +49,23 @@ class WorkerMetrics:
         self.dead_letters = Counter(
             "fraudstream_dead_letters", "Inputs sent to the DLQ.", ["reason"], registry=r
         )
+        self.dead_letters_truncated = Counter(
+            "fraudstream_dead_letters_truncated",
+            "Dead letters that keep only a prefix of the original bytes (with size and sha256).",
+            registry=r,
+        )
+        self.dead_letters_dropped = Counter(
+            "fraudstream_dead_letters_dropped",
+            "Dead letters the DLQ refused even without the original bytes (logged, then skipped).",
+            registry=r,
+        )
         self.decisions = Counter(
             "fraudstream_decisions", "Decisions published.", ["decision"], registry=r
+        )
+        self.state_resets = Counter(
+            "fraudstream_user_state_resets",
+            "User states that could not be read back from the table and were started afresh.",
+            registry=r,
         )
         self.score = Histogram(
             "fraudstream_score", "Fraud probability.", buckets=SCORE_BUCKETS, registry=r
@@ -106,7 +124,7 @@ class WorkerMetrics:
             registry=r,
         )
         # Known label values start at zero, so the first event shows up in rate().
-        for reason in ("oversized", "not_utf8", "invalid_json", "invalid_event"):
+        for reason in get_args(DeadLetterReason):
             self.dead_letters.labels(reason)
         for decision in ("approve", "review", "decline"):
             self.decisions.labels(decision)
@@ -158,7 +176,10 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "fraudstream_transactions_scored_total",
         "fraudstream_transactions_late_total",
         "fraudstream_dead_letters_total",
+        "fraudstream_dead_letters_truncated_total",
+        "fraudstream_dead_letters_dropped_total",
         "fraudstream_decisions_total",
+        "fraudstream_user_state_resets_total",
         "fraudstream_score",
         "fraudstream_end_to_end_latency_seconds",
         "fraudstream_scoring_batch_size",

@@ -83,6 +83,18 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         65536, ge=1024, description="Larger transaction messages are dead-lettered."
     )
+    dlq_max_message_bytes: int = Field(
+        1_000_000,
+        ge=8192,
+        description="Largest dead-letter record; the DLQ topic's max.message.bytes, where the "
+        "broker tells, lowers it. Larger originals are kept as a prefix with size and sha256.",
+    )
+    dedupe_horizon_s: float = Field(
+        3600.0,
+        gt=0,
+        description="A transaction id the user's state applied within this much event time is a "
+        "duplicate: dead-lettered, not counted or scored again (at least the allowed lateness).",
+    )
     max_future_s: float = Field(
         86_400.0,
         gt=0,
@@ -113,6 +125,13 @@ class Settings(BaseSettings):
     topic_drift: str = Field("drift-events", description="DriftEvent notifications.")
     topic_model_updates: str = Field("model-updates", description="ModelUpdate notifications.")
     topic_dlq: str = Field("transactions-dlq", description="Dead letters of bad transactions.")
+
+    def allowed_lateness_ms(self) -> int:
+        return round(self.allowed_lateness_s * 1000)
+
+    def dedupe_horizon_ms(self) -> int:
+        """The dedupe horizon, never shorter than the allowed lateness."""
+        return round(max(self.dedupe_horizon_s, self.allowed_lateness_s) * 1000)
 
     def topics(self) -> dict[str, str]:
         """Role -> topic name, for every topic the system uses."""

@@ -13,15 +13,24 @@ def create_topics(
     partitions: int,
     replication_factor: int = 1,
     timeout_s: float = 30.0,
+    config: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, str]:
-    """Create each topic; returns name -> "created" | "exists". Other failures raise."""
+    """Create each topic; returns name -> "created" | "exists". Other failures raise.
+
+    `config` gives topic configs by name (e.g. `max.message.bytes`), applied on creation only.
+    """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient(dict(client_config))
     wanted = sorted(set(names))
     futures = admin.create_topics(
-        [NewTopic(name, partitions, replication_factor) for name in wanted],
+        [
+            NewTopic(
+                name, partitions, replication_factor, config=dict((config or {}).get(name, {}))
+            )
+            for name in wanted
+        ],
         request_timeout=timeout_s,
         operation_timeout=timeout_s,
     )

@@ -24,6 +24,7 @@ from models.merchant_window import (
     MerchantValues,
     snapshot_boundary,
 )
+from models.seen_ids import DEFAULT_DEDUPE_HORIZON_MS, SeenIds
 from models.user_window import (
     DEFAULT_ALLOWED_LATENESS_MS,
     USER_WINDOWS,
@@ -95,8 +96,9 @@ def assemble(tx: Transaction, user: UserWindowValues, merchant: MerchantValues) 
 class FeatureRows:
     """Features of a sequence of transactions, aligned with their input order."""
 
-    matrix: np.ndarray  # float64, shape (n, len(FEATURE_NAMES))
+    matrix: np.ndarray  # float64, shape (n, len(FEATURE_NAMES)); NaN rows for duplicates
     too_late: np.ndarray  # bool, shape (n,)
+    duplicate: np.ndarray  # bool, shape (n,): an id the user's state had already applied
 
 
 class FeatureBuilder:
@@ -105,26 +107,51 @@ class FeatureBuilder:
     Feed transactions in event-time order (as `fraudstream score` and training do): then every
     merchant snapshot a transaction needs is final when it is used, exactly as in the stream.
     `fraud_labels` (transaction id -> labeled_at in ms) feeds the merchant risk features; each
-    label only counts from the first snapshot boundary after its `labeled_at`.
+    label only counts from the first snapshot boundary after its `labeled_at`. A transaction id
+    the user's state applied within `dedupe_horizon_ms` is a duplicate (`models.seen_ids`): it
+    counts for its merchant (merchant counts are per message, as in the stream) but not in the
+    user's windows, and gets no row.
     """
 
     def __init__(
         self,
         allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
         fraud_labels: Mapping[str, int] | None = None,
+        dedupe_horizon_ms: int = DEFAULT_DEDUPE_HORIZON_MS,
     ) -> None:
         self.allowed_lateness_ms = allowed_lateness_ms
+        self.dedupe_horizon_ms = dedupe_horizon_ms
         self.fraud_labels = fraud_labels or {}
-        self.users: dict[str, UserWindows] = {}
+        self.users: dict[str, tuple[UserWindows, SeenIds]] = {}
         self.merchants = MerchantCounts()
+        self._position = 0
 
-    def observe(self, tx: Transaction) -> tuple[list[float], bool]:
+    def observe(self, tx: Transaction) -> tuple[list[float], bool] | None:
+        """(row, too_late) of the next transaction in event-time order; None for a duplicate."""
         ts = epoch_ms(tx.timestamp)
+        position = self._position
+        self._position += 1
         state = self.users.get(tx.user_id)
         if state is None:
-            state = self.users[tx.user_id] = UserWindows()
-        user = state.observe(ts, amount_cents(tx.amount), tx.merchant_id, self.allowed_lateness_ms)
+            state = self.users[tx.user_id] = (UserWindows(), SeenIds())
+        windows, seen = state
         boundary = snapshot_boundary(ts)
+        self._advance_merchants(tx, boundary)
+        merchant = self.merchants.lookup(tx.merchant_id)
+        self.merchants.add(tx.merchant_id, ts)
+        if seen.first_offset(tx.transaction_id) is not None:
+            return None
+        labeled_at = self.fraud_labels.get(tx.transaction_id)
+        if labeled_at is not None:
+            self.merchants.add_fraud_label(tx.merchant_id, ts, labeled_at)
+        user = windows.observe(
+            ts, amount_cents(tx.amount), tx.merchant_id, self.allowed_lateness_ms
+        )
+        newest = windows.last_ts if windows.last_ts is not None else ts
+        seen.add(tx.transaction_id, ts, position, newest, self.dedupe_horizon_ms)
+        return assemble(tx, user, merchant), user.too_late
+
+    def _advance_merchants(self, tx: Transaction, boundary: int) -> None:
         current = self.merchants.boundary_ms
         if current is None or boundary > current:
             self.merchants.advance(boundary)
@@ -133,22 +160,24 @@ class FeatureBuilder:
                 f"transaction {tx.transaction_id} needs the merchant snapshot at {boundary}, "
                 f"older than the current one ({current}): feed transactions in event-time order"
             )
-        merchant = self.merchants.lookup(tx.merchant_id)
-        self.merchants.add(tx.merchant_id, ts)
-        labeled_at = self.fraud_labels.get(tx.transaction_id)
-        if labeled_at is not None:
-            self.merchants.add_fraud_label(tx.merchant_id, ts, labeled_at)
-        return assemble(tx, user, merchant), user.too_late
 
     def build(self, transactions: Iterable[Transaction]) -> FeatureRows:
         rows: list[list[float]] = []
         late: list[bool] = []
+        duplicate: list[bool] = []
+        missing = [float("nan")] * len(FEATURE_NAMES)
         for tx in transactions:
-            row, too_late = self.observe(tx)
+            observed = self.observe(tx)
+            row, too_late = observed if observed is not None else (missing, False)
             rows.append(row)
             late.append(too_late)
+            duplicate.append(observed is None)
         matrix = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
-        return FeatureRows(matrix=matrix, too_late=np.asarray(late, dtype=bool))
+        return FeatureRows(
+            matrix=matrix,
+            too_late=np.asarray(late, dtype=bool),
+            duplicate=np.asarray(duplicate, dtype=bool),
+        )
 
 
 def fraud_label_times(labels: Iterable[Label]) -> dict[str, int]:

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import xgboost as xgb
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from models.features import FEATURE_NAMES, FeatureBuilder, sort_by_event_time
 from models.registry import LoadedModel
+from models.seen_ids import DEFAULT_DEDUPE_HORIZON_MS
 from models.thresholds import Thresholds
 from models.user_window import DEFAULT_ALLOWED_LATENESS_MS
 from schemas.errors import RegistryError
@@ -25,6 +26,22 @@ from schemas.events import Decision, FraudScore, Reason, ShadowScore, Transactio
 
 REASON_COUNT = 3
 _REASON_ROWS = TypeAdapter(list[list[Reason]])
+
+
+@dataclass(frozen=True)
+class Unscorable:
+    """A transaction whose score could not be built (non-finite numbers, a failing model call)."""
+
+    transaction_id: str
+    error: str
+
+
+@dataclass
+class OfflineReport:
+    """What `score_offline` left out, and why."""
+
+    duplicates: int = 0
+    unscorable: list[Unscorable] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -150,14 +167,46 @@ def score_rows(
     received_s: Sequence[float] | None = None,
     clock: Callable[[], float] = time.monotonic,
     shadow: Scorer | None = None,
-) -> list[FraudScore]:
+) -> list[FraudScore | Unscorable]:
     """One model call for the rows, one FraudScore per transaction (offline and stream).
 
     `received_s` (clock readings when each record arrived) gives each score its latency up to
     the moment the batch is scored; offline there is none (0). A `shadow` scorer (a challenger)
-    scores the same rows; its opinion rides along in each score's `shadow` block.
+    scores the same rows; its opinion rides along in each score's `shadow` block. A row whose
+    score cannot be built becomes an `Unscorable` in its place, never an exception: one bad row
+    must not stop a partition. If the batch's model call fails, each row is scored alone.
     """
     matrix = np.asarray(rows, dtype=np.float64)
+    try:
+        return _score_matrix(scorer, transactions, rows, matrix, late, received_s, clock, shadow)
+    except (ValueError, xgb.core.XGBoostError) as exc:
+        if len(transactions) == 1:
+            return [Unscorable(transactions[0].transaction_id, f"model call failed: {exc}")]
+    results: list[FraudScore | Unscorable] = []
+    for i in range(len(transactions)):
+        one = slice(i, i + 1)
+        results += score_rows(
+            scorer,
+            transactions[one],
+            rows[one],
+            late[one],
+            received_s[one] if received_s is not None else None,
+            clock,
+            shadow,
+        )
+    return results
+
+
+def _score_matrix(
+    scorer: Scorer,
+    transactions: Sequence[Transaction],
+    rows: Sequence[Sequence[float]],
+    matrix: np.ndarray,
+    late: Sequence[bool],
+    received_s: Sequence[float] | None,
+    clock: Callable[[], float],
+    shadow: Scorer | None,
+) -> list[FraudScore | Unscorable]:
     batch = scorer.score(matrix)
     shadows: list[ShadowScore | None] = [None] * len(transactions)
     if shadow is not None:
@@ -168,21 +217,26 @@ def score_rows(
         ]
     now = datetime.now(UTC)
     done = clock()
-    return [
-        fraud_score(
-            tx,
-            rows[i],
-            batch.scores[i],
-            batch.decisions[i],
-            batch.reasons[i],
-            scorer.version,
-            now,
-            max(0.0, (done - received_s[i]) * 1000.0) if received_s is not None else 0.0,
-            late[i],
-            shadows[i],
-        )
-        for i, tx in enumerate(transactions)
-    ]
+    results: list[FraudScore | Unscorable] = []
+    for i, tx in enumerate(transactions):
+        try:
+            results.append(
+                fraud_score(
+                    tx,
+                    rows[i],
+                    batch.scores[i],
+                    batch.decisions[i],
+                    batch.reasons[i],
+                    scorer.version,
+                    now,
+                    max(0.0, (done - received_s[i]) * 1000.0) if received_s is not None else 0.0,
+                    late[i],
+                    shadows[i],
+                )
+            )
+        except ValidationError as exc:
+            results.append(Unscorable(tx.transaction_id, f"score not publishable: {exc}"[:2000]))
+    return results
 
 
 def score_offline(
@@ -191,19 +245,30 @@ def score_offline(
     fraud_labels: Mapping[str, int] | None = None,
     allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
     batch_size: int = 8192,
+    report: OfflineReport | None = None,
+    dedupe_horizon_ms: int = DEFAULT_DEDUPE_HORIZON_MS,
 ) -> Iterator[FraudScore]:
     """Score transactions in event-time order, as the stream would (same features, same model).
 
     `fraud_labels` (transaction id -> labeled_at ms, see `features.fraud_label_times`) feed the
-    merchant risk features exactly as the labels topic does in the stream.
+    merchant risk features exactly as the labels topic does in the stream. Duplicate transaction
+    ids and unscorable rows are left out, as the stream dead-letters them; `report` counts them.
     """
     ordered = sort_by_event_time(transactions)
-    builder = FeatureBuilder(allowed_lateness_ms, fraud_labels)
+    builder = FeatureBuilder(allowed_lateness_ms, fraud_labels, dedupe_horizon_ms)
+    report = report if report is not None else OfflineReport()
     for start in range(0, len(ordered), batch_size):
-        chunk = ordered[start : start + batch_size]
-        rows, late = [], []
-        for tx in chunk:
-            row, too_late = builder.observe(tx)
-            rows.append(row)
-            late.append(too_late)
-        yield from score_rows(scorer, chunk, rows, late)
+        chunk, rows, late = [], [], []
+        for tx in ordered[start : start + batch_size]:
+            observed = builder.observe(tx)
+            if observed is None:
+                report.duplicates += 1
+                continue
+            chunk.append(tx)
+            rows.append(observed[0])
+            late.append(observed[1])
+        for result in score_rows(scorer, chunk, rows, late):
+            if isinstance(result, Unscorable):
+                report.unscorable.append(result)
+            else:
+                yield result

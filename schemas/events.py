@@ -84,6 +84,7 @@ ShortText = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]
 """Free text without control characters (no log injection through newlines)."""
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Decision = Literal["approve", "review", "decline"]
 DECISIONS: tuple[Decision, ...] = ("approve", "review", "decline")
 
@@ -165,7 +166,7 @@ class ModelUpdate(Event):
 
     model_name: Identifier
     version: Identifier
-    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    sha256: Sha256Hex
     location: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
     reason: Annotated[str, StringConstraints(max_length=1024)] = ""
@@ -173,19 +174,40 @@ class ModelUpdate(Event):
     issued_at: EventTime | None = None
 
 
-class DeadLetter(Event):
-    """An input message the stream could not use, kept with the reason and where it came from."""
+DeadLetterReason = Literal[
+    "oversized", "not_utf8", "invalid_json", "invalid_event", "duplicate", "unscorable"
+]
+"""Why an input became a dead letter: `duplicate` is a transaction id the user's state already
+applied (its score was published once); `unscorable` is a valid transaction the scorer could not
+turn into a publishable score (the error says why)."""
 
-    reason: Literal["oversized", "not_utf8", "invalid_json", "invalid_event"]
+
+class DeadLetter(Event):
+    """An input message the stream could not use, kept with the reason and where it came from.
+
+    A dead letter always fits the DLQ topic: when the original bytes do not, `original_value`
+    (or `original_key`) holds only their first bytes, `truncated` (or `key_truncated`) says so,
+    and the size and sha256 of the whole original identify it.
+    """
+
+    reason: DeadLetterReason
     error: Annotated[str, StringConstraints(max_length=4096)]
     original_key: str | None = None
     """Base64 of the original key bytes (None if the message had no key)."""
     original_value: str
-    """Base64 of the original value bytes."""
+    """Base64 of the original value bytes (of their first bytes when `truncated`)."""
     topic: Annotated[str, StringConstraints(min_length=1, max_length=249)]
     partition: Annotated[int, Field(ge=0)]
     offset: Annotated[int, Field(ge=0)]
     received_at: EventTime
+    original_size: Annotated[int, Field(ge=0)] | None = None
+    """Bytes of the whole original value."""
+    original_sha256: Sha256Hex | None = None
+    """sha256 of the whole original value (hex)."""
+    truncated: bool = False
+    original_key_size: Annotated[int, Field(ge=0)] | None = None
+    original_key_sha256: Sha256Hex | None = None
+    key_truncated: bool = False
 
 
 def epoch_ms(value: datetime) -> int:

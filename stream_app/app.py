@@ -38,16 +38,24 @@ from models.feedback import FeedbackJoin, Joined, OnlineQuality, Scored
 from models.merchant_window import MerchantValues
 from models.registry import ModelRegistry
 from models.scoring import Scorer
+from models.seen_ids import DEFAULT_DEDUPE_HORIZON_MS
 from schemas.errors import DeliveryError
 from schemas.events import DriftEvent, FraudScore, Label, ModelUpdate, epoch_ms
-from stream_app import faust_tuning
+from stream_app import dead_letters, faust_tuning
 from stream_app.batch import Decoded, Incoming, ScoredBatchResult, decode, decode_batch, score_batch
+from stream_app.dead_letters import Rejected
 from stream_app.live_models import LiveModels
 from stream_app.merchant_view import MerchantView
 from stream_app.offset_guard import OffsetGuard
+from stream_app.topic_limits import dead_letter_limit
 from stream_app.user_record import UserRecord
 
 log = logging.getLogger("fraudstream.worker")
+
+MAX_FETCH_BYTES = 4 * 1024 * 1024
+"""Per-partition fetch size: above any input record the brokers accept by default (1 MB)."""
+PRODUCER_MAX_REQUEST_BYTES = 1_048_576
+"""aiokafka's default, set explicitly: dead letters are fitted below it."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,9 @@ class WorkerConfig:
     allowed_lateness_ms: int = 10 * 60_000
     idle_partition_s: float = 2.0
     max_message_bytes: int = 64 * 1024
+    dlq_max_bytes: int = 1_000_000
+    """Largest dead-letter record (the DLQ topic's max.message.bytes when the broker says)."""
+    dedupe_horizon_ms: int = DEFAULT_DEDUPE_HORIZON_MS
     max_future_ms: int = 86_400_000
     use_labels: bool = True
     commit_interval_s: float = 1.0
@@ -119,6 +130,9 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         broker_heartbeat_interval=1.0,
         broker_request_timeout=30.0,
         consumer_auto_offset_reset="earliest",
+        # A record at the input topic's size limit must still be fetched (and dead-lettered).
+        consumer_max_fetch_size=MAX_FETCH_BYTES,
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         web_enabled=config.web_port is not None,
         web_port=config.web_port or 6066,
         topic_allow_declare=True,
@@ -128,8 +142,9 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         app.topic(name, value_serializer="raw")
         for name in (config.topic_scores, config.topic_dlq, config.topic_drift)
     ]
-    publisher = faust_tuning.Publisher(app)  # the scoring agent's
-    timer_publisher = faust_tuning.Publisher(app)  # for detections published between batches
+    publisher = faust_tuning.Publisher(app, log)  # the scoring agent's
+    timer_publisher = faust_tuning.Publisher(app, log)  # for detections published between batches
+    dlq_limit = dead_letter_limit(config.dlq_max_bytes, PRODUCER_MAX_REQUEST_BYTES, None)
     # Keys and values are raw bytes (user id, compact JSON of the UserRecord).
     users = app.Table(
         "user-windows",
@@ -220,9 +235,21 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
                 records.move_to_end(user_id)
                 return cached[1]
             stored = users.data.get(user_id.encode())
-            record = UserRecord() if stored is None else UserRecord.from_json(orjson.loads(stored))
+            record = UserRecord() if stored is None else _restore(user_id, stored)
             records[user_id] = (partition_of[user_id], record)
             return record
+
+        def _restore(user_id: str, stored: bytes) -> UserRecord:
+            try:
+                return UserRecord.from_json(orjson.loads(stored))
+            except (ValueError, TypeError, IndexError, KeyError) as exc:
+                # A table value no worker of this version wrote: starting the user afresh beats
+                # stopping the partition on every transaction of theirs.
+                metrics.state_resets.inc()
+                log.error(
+                    "unreadable state of a user (%d bytes), starting afresh: %r", len(stored), exc
+                )
+                return UserRecord()
 
         return get
 
@@ -289,20 +316,34 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             stats.consumed += len(messages)
             metrics.consumed.inc(len(messages))
             valid, dead = decode_batch(messages, config.max_message_bytes, config.max_future_ms)
-            for letter, message in ((d, _source(d, messages)) for d in dead):
-                await publisher.send(
-                    config.topic_dlq, message.key, letter.model_dump_json().encode()
-                )
-                metrics.dead_letters.labels(letter.reason).inc()
-            stats.dead_letters += len(dead)
             try:
+                await publish_rejected(dead)
                 if valid:
                     await score_and_publish(valid)
                 await publish_detections(publisher)
                 # Before faust acknowledges this micro-batch: every output delivered.
                 await publisher.deliver()
+                metrics.dead_letters_dropped.inc(publisher.dropped - dropped_seen[0])
+                dropped_seen[0] = publisher.dropped
             except (DeliveryError, KafkaError, ProducerSendError) as exc:
                 faust_tuning.exit_on_delivery_failure(exc, log)
+
+    dropped_seen = [0]
+
+    async def publish_rejected(rejects: list[Rejected]) -> None:
+        """Dead letters, each fitted to the DLQ's limit (`stream_app.dead_letters`)."""
+        for rejected in rejects:
+            record = dead_letters.build(rejected, dlq_limit)
+            if record.letter.truncated or record.letter.key_truncated:
+                metrics.dead_letters_truncated.inc()
+            await publisher.send(
+                config.topic_dlq,
+                record.key,
+                record.value,
+                fallback=_smaller_form(record),
+            )
+            metrics.dead_letters.labels(rejected.reason).inc()
+        stats.dead_letters += len(rejects)
 
     async def score_and_publish(valid: list[Decoded]) -> None:
         waits = stats.waits
@@ -321,14 +362,16 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             config.allowed_lateness_ms,
             time.monotonic,
             shadow,
+            config.dedupe_horizon_ms,
         )
+        await publish_rejected(result.rejected)
         for score in result.scores:
             await publisher.send(
                 config.topic_scores, score.user_id.encode(), score.model_dump_json().encode()
             )
         published = time.monotonic()
-        for item, score in zip(valid, result.scores, strict=True):
-            metrics.latency.observe(max(0.0, published - item.message.received_s))
+        for received, score in zip(result.received_s, result.scores, strict=True):
+            metrics.latency.observe(max(0.0, published - received))
             metrics.score.observe(score.score)
             metrics.decisions.labels(score.decision).inc()
         metrics.batch_size.observe(len(result.scores))
@@ -518,11 +561,12 @@ def _highwater(consumer: Any, tp: TP) -> int | None:
     return value
 
 
-def _source(letter: Any, messages: list[Incoming]) -> Incoming:
-    for message in messages:
-        if message.partition == letter.partition and message.offset == letter.offset:
-            return message
-    raise LookupError(letter.offset)
+def _smaller_form(record: dead_letters.DeadLetterRecord) -> faust_tuning.Fallback:
+    def smaller() -> tuple[bytes | None, bytes]:
+        fallback = dead_letters.smallest(record)
+        return fallback.key, fallback.value
+
+    return smaller
 
 
 def _scored(score: FraudScore) -> Scored:
@@ -550,7 +594,7 @@ async def _read_merchant_inputs(
         bootstrap_servers=config.bootstrap,
         enable_auto_commit=False,
         fetch_max_wait_ms=config.fetch_wait_ms,
-        max_partition_fetch_bytes=1024 * 1024,
+        max_partition_fetch_bytes=MAX_FETCH_BYTES,
         **config.kafka_security,
     )
     await consumer.start()

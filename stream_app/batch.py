@@ -7,22 +7,20 @@ the same code `fraudstream score` runs offline (`UserWindows.observe`, `assemble
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from models.features import amount_cents, assemble
 from models.merchant_window import MerchantValues, snapshot_boundary
-from models.scoring import Scorer, score_rows
-from schemas.events import DeadLetter, FraudScore, Transaction, epoch_ms
+from models.scoring import Scorer, Unscorable, score_rows
+from models.seen_ids import DEFAULT_DEDUPE_HORIZON_MS
+from schemas.events import DeadLetterReason, FraudScore, Transaction, epoch_ms
 from schemas.jsonl import describe_validation_error
+from stream_app.dead_letters import Rejected
 from stream_app.user_record import UserRecord
-
-MAX_ERROR_CHARS = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,27 +44,16 @@ class Decoded:
     boundary_ms: int
 
 
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode("ascii")
-
-
-def dead_letter(message: Incoming, reason: str, error: str) -> DeadLetter:
-    return DeadLetter(
-        reason=reason,  # type: ignore[arg-type]  # one of the Literal reasons, by construction
-        error=error[:MAX_ERROR_CHARS],
-        original_key=_b64(message.key),
-        original_value=_b64(message.value) or "",
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        received_at=datetime.now(UTC),
+def rejected(message: Incoming, reason: DeadLetterReason, error: str) -> Rejected:
+    return Rejected(
+        message.topic, message.partition, message.offset, message.key, message.value, reason, error
     )
 
 
 def decode(
     message: Incoming, max_bytes: int, max_future_ms: int | None = None
-) -> Decoded | DeadLetter:
-    """Validate one message; anything unusable becomes a dead letter with its reason.
+) -> Decoded | Rejected:
+    """Validate one message; anything unusable is rejected with its reason (a dead letter).
 
     `max_future_ms`: an event time further ahead of this machine's clock is refused. A producer
     (buggy or malicious) could otherwise push the merchant watermark years ahead, after which
@@ -74,24 +61,24 @@ def decode(
     """
     value = message.value
     if value is None:
-        return dead_letter(message, "invalid_json", "empty message (no value)")
+        return rejected(message, "invalid_json", "empty message (no value)")
     if len(value) > max_bytes:
-        return dead_letter(
+        return rejected(
             message, "oversized", f"message is {len(value)} bytes; the limit is {max_bytes}"
         )
     try:
         value.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return dead_letter(message, "not_utf8", f"not UTF-8 at byte {exc.start}")
+        return rejected(message, "not_utf8", f"not UTF-8 at byte {exc.start}")
     try:
         tx = Transaction.model_validate_json(value)
     except ValidationError as exc:
         is_json_error = any(e["type"] == "json_invalid" for e in exc.errors())
-        reason = "invalid_json" if is_json_error else "invalid_event"
-        return dead_letter(message, reason, describe_validation_error(exc))
+        reason: DeadLetterReason = "invalid_json" if is_json_error else "invalid_event"
+        return rejected(message, reason, describe_validation_error(exc))
     ts = epoch_ms(tx.timestamp)
     if max_future_ms is not None and ts > time.time() * 1000 + max_future_ms:
-        return dead_letter(
+        return rejected(
             message,
             "invalid_event",
             f"timestamp: {tx.timestamp.isoformat()} is more than {max_future_ms // 1000} s "
@@ -102,9 +89,9 @@ def decode(
 
 def decode_batch(
     messages: Sequence[Incoming], max_bytes: int, max_future_ms: int | None = None
-) -> tuple[list[Decoded], list[DeadLetter]]:
+) -> tuple[list[Decoded], list[Rejected]]:
     valid: list[Decoded] = []
-    dead: list[DeadLetter] = []
+    dead: list[Rejected] = []
     for message in messages:
         result = decode(message, max_bytes, max_future_ms)
         (valid if isinstance(result, Decoded) else dead).append(result)  # type: ignore[arg-type]
@@ -119,6 +106,10 @@ class ScoredBatchResult:
     replayed: int
     rows: list[list[float] | tuple[float, ...]] = field(default_factory=list)
     event_time_ms: list[int] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    """Duplicates and unscorable transactions: dead letters, not scores."""
+    received_s: list[float] = field(default_factory=list)
+    """When each scored record arrived (aligned with `scores`)."""
 
 
 def score_batch(
@@ -129,41 +120,79 @@ def score_batch(
     allowed_lateness_ms: int,
     clock: Callable[[], float],
     shadow: Scorer | None = None,
+    dedupe_horizon_ms: int = DEFAULT_DEDUPE_HORIZON_MS,
 ) -> ScoredBatchResult:
-    """Features (state updated in order), one model call for the batch, one FraudScore each."""
+    """Features (state updated in order), one model call for the batch, one FraudScore each.
+
+    A redelivered record (same offset, still in the user's journal) gets its journalled row back;
+    a transaction id the user's state already applied under another offset is rejected as a
+    `duplicate`; a row whose score cannot be built is rejected as `unscorable`.
+    """
     rows: list[list[float] | tuple[float, ...]] = []
     late_flags: list[bool] = []
+    kept: list[Decoded] = []
+    rejects: list[Rejected] = []
     touched: set[str] = set()
     replayed = 0
     for item in valid:
-        tx = item.tx
+        tx, offset = item.tx, item.message.offset
         record = record_of(tx.user_id)
-        earlier = record.replayed(item.message.offset)
+        earlier = record.replayed(offset)
         if earlier is not None:
             # Redelivered after a crash: the state already holds it; give the same answer.
             rows.append(earlier.row)
             late_flags.append(earlier.late)
+            kept.append(item)
             replayed += 1
+            continue
+        first = record.seen.first_offset(tx.transaction_id)
+        if first is not None and first != offset:
+            rejects.append(_duplicate(item, first))
             continue
         user = record.windows.observe(
             item.ts_ms, amount_cents(tx.amount), tx.merchant_id, allowed_lateness_ms
         )
         row = assemble(tx, user, merchant_of(item.boundary_ms, tx.merchant_id))
-        record.remember(item.message.offset, row, user.too_late)
+        record.remember(offset, row, user.too_late)
+        newest = record.windows.last_ts if record.windows.last_ts is not None else item.ts_ms
+        record.seen.add(tx.transaction_id, item.ts_ms, offset, newest, dedupe_horizon_ms)
         touched.add(tx.user_id)
         rows.append(row)
         late_flags.append(user.too_late)
+        kept.append(item)
     if not rows:
-        return ScoredBatchResult([], touched, 0, replayed)
-    scores = score_rows(
+        return ScoredBatchResult([], touched, 0, replayed, rejected=rejects)
+    results = score_rows(
         scorer,
-        [item.tx for item in valid],
+        [item.tx for item in kept],
         rows,
         late_flags,
-        [item.message.received_s for item in valid],
+        [item.message.received_s for item in kept],
         clock,
         shadow,
     )
-    return ScoredBatchResult(
-        scores, touched, sum(late_flags), replayed, rows, [item.ts_ms for item in valid]
+    scores: list[FraudScore] = []
+    scored_rows: list[list[float] | tuple[float, ...]] = []
+    times: list[int] = []
+    received: list[float] = []
+    late = 0
+    for item, features, too_late, result in zip(kept, rows, late_flags, results, strict=True):
+        if isinstance(result, Unscorable):
+            rejects.append(rejected(item.message, "unscorable", result.error))
+            continue
+        scores.append(result)
+        scored_rows.append(features)
+        times.append(item.ts_ms)
+        received.append(item.message.received_s)
+        late += too_late
+    return ScoredBatchResult(scores, touched, late, replayed, scored_rows, times, rejects, received)
+
+
+def _duplicate(item: Decoded, first_offset: int) -> Rejected:
+    return rejected(
+        item.message,
+        "duplicate",
+        f"transaction_id {item.tx.transaction_id} was already applied for user "
+        f"{item.tx.user_id} (partition {item.message.partition}, offset {first_offset}): "
+        "not counted or scored again",
     )

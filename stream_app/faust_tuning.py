@@ -38,10 +38,16 @@ import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiokafka
 from aiokafka import TopicPartition
+from aiokafka.errors import (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -250,6 +256,20 @@ def register() -> None:
     TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
 
 
+Fallback = Callable[[], tuple[bytes | None, bytes]]
+"""A smaller form of a record (key, value), sent if the broker refuses the record's size."""
+_SIZE_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+
+
+@dataclass
+class _Pending:
+    topic: str
+    partition: int | None
+    future: asyncio.Future[Any]
+    on_delivered: Callable[[Any], None] | None
+    fallback: Fallback | None
+
+
 class Publisher:
     """Sends through faust's underlying aiokafka producer, delivery checked per micro-batch.
 
@@ -261,11 +281,19 @@ class Publisher:
     (`exit_on_delivery_failure`): once the agent's loop is left, faust's `take_events` would
     acknowledge the micro-batch's input in its `finally`, and a commit could follow. Exiting
     leaves the input uncommitted, to be read again after the restart (at least once).
+
+    A record refused for its size would be refused again after every restart: such a record may
+    carry a `fallback` (a smaller form, e.g. a dead letter without the original bytes), which is
+    sent instead; if that is refused too, the record is dropped with an error log and counted in
+    `dropped` — a crash loop on one record would stop its partition for good.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, log: logging.Logger | None = None) -> None:
         self._app = app
-        self._pending: list[tuple[str, asyncio.Future[Any], Callable[[Any], None] | None]] = []
+        self._pending: list[_Pending] = []
+        self._log = log or logging.getLogger("fraudstream.worker.publisher")
+        self.dropped = 0
+        self.shrunk = 0
 
     async def send(
         self,
@@ -274,28 +302,87 @@ class Publisher:
         value: bytes,
         partition: int | None = None,
         on_delivered: Callable[[Any], None] | None = None,
+        fallback: Fallback | None = None,
     ) -> None:
         """Queue one record; `on_delivered(RecordMetadata)` runs in `deliver()`."""
-        future = await self._app.producer.send(topic, key, value, partition, None, None)
-        self._pending.append((topic, future, on_delivered))
+        try:
+            future = await self._raw().send(topic, value, key=key, partition=partition)
+        except _SIZE_ERRORS as exc:
+            if fallback is None:
+                raise DeliveryError(f"cannot publish to {topic}: {exc!r}") from exc
+            future = await self._send_fallback(topic, partition, fallback, exc)
+            if future is None:
+                return
+            fallback = None
+        self._pending.append(_Pending(topic, partition, future, on_delivered, fallback))
+
+    async def _send_fallback(
+        self, topic: str, partition: int | None, fallback: Fallback, error: BaseException
+    ) -> asyncio.Future[Any] | None:
+        self.shrunk += 1
+        key, value = fallback()
+        try:
+            future: asyncio.Future[Any] = await self._raw().send(
+                topic, value, key=key, partition=partition
+            )
+        except _SIZE_ERRORS as again:
+            self._drop(topic, error, again)
+            return None
+        return future
+
+    def _drop(self, topic: str, first: BaseException, second: BaseException) -> None:
+        self.dropped += 1
+        self._log.error(
+            "dropping a record for %s: refused for its size (%r), and its smaller form too (%r)",
+            topic,
+            first,
+            second,
+        )
 
     async def deliver(self) -> int:
         """Wait for everything sent since the last call; the number of records delivered."""
         pending, self._pending = self._pending, []
         if not pending:
             return 0
-        producer = getattr(self._app.producer, "_producer", None)
-        accumulator = getattr(producer, "_message_accumulator", None)
+        await self._flush_and_wait(pending)
+        retried: list[_Pending] = []
+        for item in pending:
+            error = item.future.exception()
+            if error is None:
+                continue
+            if item.fallback is None or not isinstance(error, _SIZE_ERRORS):
+                raise DeliveryError(f"could not publish to {item.topic}: {error!r}")
+            future = await self._send_fallback(item.topic, item.partition, item.fallback, error)
+            if future is not None:
+                retried.append(
+                    _Pending(item.topic, item.partition, future, item.on_delivered, None)
+                )
+        if retried:
+            await self._flush_and_wait(retried)
+            for item in retried:
+                error = item.future.exception()
+                if error is not None and isinstance(error, _SIZE_ERRORS):
+                    self._drop(item.topic, error, error)
+                elif error is not None:
+                    raise DeliveryError(f"could not publish to {item.topic}: {error!r}")
+        delivered = 0
+        for item in [*pending, *retried]:
+            if item.future.exception() is None:
+                delivered += 1
+                if item.on_delivered is not None:
+                    item.on_delivered(item.future.result())
+        return delivered
+
+    def _raw(self) -> aiokafka.AIOKafkaProducer:
+        """faust's aiokafka producer (started with the app): sends without faust's wrappers."""
+        producer: aiokafka.AIOKafkaProducer = self._app.producer._ensure_producer()
+        return producer
+
+    async def _flush_and_wait(self, pending: list[_Pending]) -> None:
+        accumulator = getattr(self._raw(), "_message_accumulator", None)
         if accumulator is not None and hasattr(accumulator, "flush_for_commit"):
             await accumulator.flush_for_commit()
-        await asyncio.wait([future for _, future, _ in pending])
-        for topic, future, _ in pending:
-            if future.exception() is not None:
-                raise DeliveryError(f"could not publish to {topic}: {future.exception()!r}")
-        for _, future, on_delivered in pending:
-            if on_delivered is not None:
-                on_delivered(future.result())
-        return len(pending)
+        await asyncio.wait([item.future for item in pending])
 
 
 def exit_on_delivery_failure(error: BaseException, log: Any) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.seen_ids import SeenIds
 from models.user_window import UserWindows
 
 MAX_JOURNAL = 256
@@ -33,6 +34,8 @@ class UserRecord:
     windows: UserWindows = field(default_factory=UserWindows)
     applied_offset: int = -1
     journal: list[JournalEntry] = field(default_factory=list)
+    seen: SeenIds = field(default_factory=SeenIds)
+    """Transaction ids applied recently (a second copy under a new offset is a duplicate)."""
 
     def replayed(self, offset: int) -> JournalEntry | None:
         """The journalled result of an already applied transaction at `offset`, if any."""
@@ -59,6 +62,7 @@ class UserRecord:
             self.windows.to_json(),
             self.applied_offset,
             [[e.offset, list(e.row), e.late] for e in self.journal],
+            self.seen.to_json(),
         ]
 
     @classmethod
@@ -67,4 +71,5 @@ class UserRecord:
             windows=UserWindows.from_json(data[0]),
             applied_offset=int(data[1]),
             journal=[JournalEntry(int(o), tuple(r), bool(late)) for o, r, late in data[2]],
+            seen=SeenIds.from_json(data[3]) if len(data) > 3 else SeenIds(),
         )

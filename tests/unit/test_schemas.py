@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import given, settings
@@ -28,6 +28,7 @@ from schemas.events import (
     EVENT_MODELS,
     MAX_AMOUNT,
     DeadLetter,
+    DeadLetterReason,
     DriftEvent,
     Event,
     FraudScore,
@@ -89,6 +90,7 @@ def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 float_maps = st.dictionaries(st.text(max_size=24), finite_floats, max_size=6)
 base64_bytes = st.binary(max_size=64).map(lambda raw: base64.b64encode(raw).decode())
+sha256_hex = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 
 MODEL_STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "Transaction": st.builds(
@@ -144,7 +146,7 @@ MODEL_STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         ModelUpdate,
         model_name=identifiers,
         version=identifiers,
-        sha256=st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+        sha256=sha256_hex,
         location=st.text(min_size=1, max_size=1024),
         metrics=float_maps,
         reason=st.text(max_size=1024),
@@ -153,7 +155,7 @@ MODEL_STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     ),
     "DeadLetter": st.builds(
         DeadLetter,
-        reason=st.sampled_from(["oversized", "not_utf8", "invalid_json", "invalid_event"]),
+        reason=st.sampled_from(get_args(DeadLetterReason)),
         error=st.text(max_size=4096),
         original_key=optional(base64_bytes),
         original_value=base64_bytes,
@@ -161,6 +163,12 @@ MODEL_STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         partition=st.integers(min_value=0, max_value=2**31 - 1),
         offset=st.integers(min_value=0, max_value=2**63 - 1),
         received_at=event_times(),
+        original_size=optional(st.integers(min_value=0, max_value=2**31)),
+        original_sha256=optional(sha256_hex),
+        truncated=st.booleans(),
+        original_key_size=optional(st.integers(min_value=0, max_value=2**31)),
+        original_key_sha256=optional(sha256_hex),
+        key_truncated=st.booleans(),
     ),
 }
 

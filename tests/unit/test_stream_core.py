@@ -11,7 +11,9 @@ import pytest
 from models.merchant_window import EMPTY
 from models.registry import ModelRegistry
 from models.scoring import Scorer
+from stream_app import dead_letters
 from stream_app.batch import Incoming, decode, decode_batch, score_batch
+from stream_app.dead_letters import Rejected
 from stream_app.offset_guard import OffsetGuard
 from stream_app.user_record import UserRecord
 from tests.conftest import TrainedRegistry
@@ -42,12 +44,14 @@ def message(value: bytes | None, offset: int = 0, key: bytes | None = b"u1") -> 
     ],
 )
 def test_bad_input_becomes_a_dead_letter_with_its_origin(value: bytes | None, reason: str) -> None:
-    letter = decode(message(value, offset=41), max_bytes=1024)
-    assert not hasattr(letter, "tx")
-    assert letter.reason == reason  # type: ignore[union-attr]
-    assert letter.offset == 41 and letter.partition == 2  # type: ignore[union-attr]
-    assert base64.b64decode(letter.original_value) == (value or b"")  # type: ignore[union-attr]
-    assert letter.original_key == base64.b64encode(b"u1").decode()  # type: ignore[union-attr]
+    rejected = decode(message(value, offset=41), max_bytes=1024)
+    assert isinstance(rejected, Rejected)
+    letter = dead_letters.build(rejected, 1_000_000).letter
+    assert letter.reason == reason
+    assert letter.offset == 41 and letter.partition == 2
+    assert base64.b64decode(letter.original_value) == (value or b"")
+    assert letter.original_key == base64.b64encode(b"u1").decode()
+    assert not letter.truncated
 
 
 def test_far_future_event_times_are_refused() -> None:

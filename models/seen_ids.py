@@ -1,0 +1,69 @@
+"""Transaction ids a user's state has applied recently: one score per transaction id.
+
+Producers retry without idempotence, batches get replayed, upstream systems send twice. A
+transaction id seen again is not counted in the user's windows again and gets no second score
+(the stream dead-letters it with reason `duplicate`; `fraudstream score` skips it and counts
+it). The memory is bounded by a horizon of event time behind the user's newest transaction, which
+must be at least the allowed lateness (a transaction older than that is not stored anyway) plus
+the window in which the same message can come back. Merchant counts are per message: they are
+aggregated per partition before any user state is read, so a duplicate counts there twice.
+
+>>> seen = SeenIds()
+>>> seen.add("t1", ts_ms=0, offset=7, newest_ms=0, horizon_ms=60_000)
+>>> seen.first_offset("t1"), seen.first_offset("t2")
+(7, None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from models.user_window import MINUTE_MS
+
+DEFAULT_DEDUPE_HORIZON_MS = 60 * MINUTE_MS
+"""How long (event time behind the user's newest transaction) an applied id is remembered."""
+MAX_IDS_PER_USER = 10_000
+"""Cap for a user id that sends thousands of payments an hour (a bot, a test card)."""
+
+
+class SeenIds:
+    """Applied transaction ids of one user: id -> (event time, offset of the applied copy)."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self) -> None:
+        self._ids: dict[str, tuple[int, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def first_offset(self, transaction_id: str) -> int | None:
+        """The offset of the copy that was applied, or None if the id is not known."""
+        found = self._ids.get(transaction_id)
+        return None if found is None else found[1]
+
+    def add(
+        self, transaction_id: str, ts_ms: int, offset: int, newest_ms: int, horizon_ms: int
+    ) -> None:
+        """Remember an applied id; forget those older than `newest_ms - horizon_ms`."""
+        ids = self._ids
+        cutoff = newest_ms - horizon_ms
+        if ts_ms >= cutoff:
+            ids[transaction_id] = (ts_ms, offset)
+        if not ids:
+            return
+        if next(iter(ids.values()))[0] < cutoff or len(ids) > MAX_IDS_PER_USER:
+            kept = sorted(
+                ((i, v) for i, v in ids.items() if v[0] >= cutoff), key=lambda item: item[1][0]
+            )
+            self._ids = dict(kept[-MAX_IDS_PER_USER:])
+
+    def to_json(self) -> list[Any]:
+        return [[i, ts, offset] for i, (ts, offset) in self._ids.items()]
+
+    @classmethod
+    def from_json(cls, data: Sequence[Any]) -> SeenIds:
+        seen = cls()
+        seen._ids = {str(i): (int(ts), int(offset)) for i, ts, offset in data}
+        return seen
