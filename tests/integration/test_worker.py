@@ -177,6 +177,8 @@ def test_bad_messages_become_dead_letters_and_the_rest_is_scored(
         'fraudstream_dead_letters_total{reason="invalid_json"}': 1,
         'fraudstream_dead_letters_total{reason="not_utf8"}': 1,
         'fraudstream_dead_letters_total{reason="oversized"}': 1,
+        'fraudstream_dead_letters_total{reason="duplicate"}': 0,
+        'fraudstream_dead_letters_total{reason="unscorable"}': 0,
     }
     decisions = sum(v for k, v in metrics.items() if k.startswith("fraudstream_decisions_total{"))
     assert decisions == 300
