@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:  # runnable as a plain script from the repository
 
 from models.drift import MISS_SIGNAL, DriftConfig, DriftMonitor, detect_offline  # noqa: E402
 from models.features import FEATURE_NAMES, FeatureBuilder  # noqa: E402
+from models.fraud_labels import FraudLabel  # noqa: E402
 from models.registry import ModelRegistry  # noqa: E402
 from models.scoring import Scorer  # noqa: E402
 from models.training import TrainingConfig, train  # noqa: E402
@@ -149,6 +150,8 @@ def prepare(setup: Setup, cache: Path | None) -> Scored:
             transaction_id=ids[i],
             is_fraud=bool(traffic.is_fraud[i]),
             labeled_at=from_epoch_ms(int(labeled_ms[i])),
+            merchant_id=transactions[i].merchant_id,
+            transaction_time=transactions[i].timestamp,
         )
         for i in known
     ]
@@ -160,9 +163,12 @@ def prepare(setup: Setup, cache: Path | None) -> Scored:
         version = registry.register(result.model_bytes, result.metadata).version
         registry.promote(version, reason="bench")
         scorer = Scorer.from_loaded(registry.load())
-    # fraud_label_times(labels) over the full label file, as `fraudstream score --labels` does.
-    fraud_times = {ids[i]: int(labeled_ms[i]) for i in np.flatnonzero(traffic.is_fraud)}
-    matrix = FeatureBuilder(fraud_labels=fraud_times).build(transactions).matrix[first_scored:]
+    # Every fraud label of the file, as `fraudstream score --labels` takes them.
+    frauds = [
+        FraudLabel(transactions[i].merchant_id, int(event_ms[i]), int(labeled_ms[i]))
+        for i in np.flatnonzero(traffic.is_fraud)
+    ]
+    matrix = FeatureBuilder(frauds=frauds).build(transactions).matrix[first_scored:]
     # Scorer.score without the reasons: the same booster, the same thresholds.
     import xgboost as xgb
 

@@ -42,7 +42,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from fraudstream.settings import TOPIC_ROLES
+from fraudstream.settings import TOPIC_ROLES, topic_environment
 
 MB = 1024 * 1024
 VERSIONED = (
@@ -596,12 +596,7 @@ def phase_pipeline(env: Env) -> dict[str, Any]:
     state.mkdir(exist_ok=True)
     worker_env = {
         "FRAUD_KAFKA_BOOTSTRAP": env.bootstrap,
-        "FRAUD_TOPIC_TRANSACTIONS": topics["transactions"],
-        "FRAUD_TOPIC_SCORES": topics["fraud-scores"],
-        "FRAUD_TOPIC_LABELS": topics["labels"],
-        "FRAUD_TOPIC_DLQ": topics["transactions-dlq"],
-        "FRAUD_TOPIC_DRIFT": topics["drift-events"],
-        "FRAUD_TOPIC_MODEL_UPDATES": topics["model-updates"],
+        **topic_environment(topics),
         "FRAUD_PARTITIONS": str(env.config.partitions),
         "FRAUD_APP_ID": f"bench-worker-{uuid.uuid4().hex[:8]}",
         "FRAUD_REGISTRY_DIR": str(env.registry),

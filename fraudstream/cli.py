@@ -284,7 +284,7 @@ def score(
     as_json: JsonFlag = False,
 ) -> None:
     """Score transactions offline in event-time order, exactly as the stream does."""
-    from models.features import fraud_label_times
+    from models.fraud_labels import attributed_frauds
     from models.registry import ModelRegistry
     from models.scoring import OfflineReport, Scorer, score_offline
 
@@ -292,9 +292,16 @@ def score(
     store = ModelRegistry(registry or settings.registry_dir, settings.model_name)
     scorer = Scorer.from_loaded(store.load(version))
     txs = _read(transactions, Transaction, skip_invalid).records
-    fraud_labels = None
+    frauds = None
     if labels is not None:
-        fraud_labels = fraud_label_times(_read(labels, Label, skip_invalid).records)
+        attributed = attributed_frauds(_read(labels, Label, skip_invalid).records)
+        frauds = attributed.frauds
+        if attributed.unattributable:
+            err.print(
+                f"[yellow]{attributed.unattributable:,} fraud labels lack merchant_id, "
+                "transaction_time or labeled_at: not used for the merchant risk features (as in "
+                "the stream)[/]"
+            )
     else:
         err.print(
             "[yellow]no --labels: merchant fraud-rate features are 0 for every transaction[/]"
@@ -304,7 +311,7 @@ def score(
     scored = score_offline(
         txs,
         scorer,
-        fraud_labels,
+        frauds,
         settings.allowed_lateness_ms(),
         report=left_out,
         dedupe_horizon_ms=settings.dedupe_horizon_ms(),
@@ -481,12 +488,12 @@ def topics_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create every topic of the system (idempotent) on FRAUD_KAFKA_BOOTSTRAP."""
-    from fraudstream.topics import create_topics
+    from fraudstream.topics import create_system_topics
 
     settings = _settings()
-    result = create_topics(
+    result = create_system_topics(
         settings.kafka_client_config(),
-        settings.topics().values(),
+        settings.topics(),
         partitions or settings.partitions,
         settings.replication_factor,
     )
@@ -661,6 +668,7 @@ def worker_config(settings: Settings, registry: Path | None = None) -> Any:
         topic_dlq=settings.topic_dlq,
         topic_drift=settings.topic_drift,
         topic_model_updates=settings.topic_model_updates,
+        topic_merchant_log=settings.topic_merchant_log,
         partitions=settings.partitions,
         registry_dir=str(registry or settings.registry_dir),
         model_name=settings.model_name,
@@ -681,6 +689,7 @@ def worker_config(settings: Settings, registry: Path | None = None) -> Any:
         commit_interval_s=settings.commit_interval_s,
         producer_linger_s=settings.producer_linger_ms / 1000.0,
         store=settings.worker_store,
+        data_dir=str(settings.state_dir / "worker-data" / settings.app_id),
         metrics_port=settings.metrics_port,
         kafka_security=settings.aiokafka_security(),
         broker_credentials=faust_credentials(settings),

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from models.evaluation import evaluate, evaluation_input_from_scores
-from models.features import fraud_label_times
+from models.fraud_labels import attributed_frauds
 from models.registry import ModelRegistry
 from models.report import write_report
 from models.scoring import Scorer, score_offline
@@ -99,7 +99,7 @@ def run_offline_demo(workdir: Path, console: Console) -> None:
     console.print("3/4 scoring every transaction offline, in event-time order ...")
     scorer = Scorer.from_loaded(registry.load())
     scores_path = workdir / "scores.jsonl"
-    write_events(scores_path, score_offline(transactions, scorer, fraud_label_times(labels)))
+    write_events(scores_path, score_offline(transactions, scorer, attributed_frauds(labels).frauds))
 
     console.print(f"4/4 evaluating the last {TEST_DAYS} days (never seen in training) ...")
     truth = {lab.transaction_id: lab.is_fraud for lab in labels}

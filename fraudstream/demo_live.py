@@ -38,7 +38,8 @@ from rich.table import Table
 
 from fraudstream.broker import EmbeddedBroker, free_port
 from fraudstream.demo import day_start, simulate_and_train
-from fraudstream.topics import create_topics
+from fraudstream.settings import TOPIC_ROLES, topic_environment
+from fraudstream.topics import create_system_topics
 from producers.replay import Pacer, read_recording, replay
 from schemas.events import epoch_ms
 
@@ -96,18 +97,11 @@ def run_live_demo(
         console.print(f"2/5 starting the embedded broker and a scoring worker ({version}) ...")
         broker.start()
         config = {"bootstrap.servers": broker.bootstrap}
-        topics = {
-            "FRAUD_TOPIC_TRANSACTIONS": "transactions",
-            "FRAUD_TOPIC_SCORES": "fraud-scores",
-            "FRAUD_TOPIC_LABELS": "labels",
-            "FRAUD_TOPIC_DLQ": "transactions-dlq",
-            "FRAUD_TOPIC_DRIFT": "drift-events",
-            "FRAUD_TOPIC_MODEL_UPDATES": "model-updates",
-        }
-        create_topics(config, topics.values(), PARTITIONS)
+        roles = {role: role for role in TOPIC_ROLES}  # every topic under its default name
+        create_system_topics(config, roles, PARTITIONS)
         env = {
             **os.environ,
-            **topics,
+            **topic_environment(roles),
             "FRAUD_KAFKA_BOOTSTRAP": broker.bootstrap,
             "FRAUD_REGISTRY_DIR": str(workdir / "registry"),
             "FRAUD_PARTITIONS": str(PARTITIONS),

@@ -5,6 +5,7 @@ Only the edges (CLI, stream agents, services) read settings; the pure core takes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -13,15 +14,22 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FRAUD_"
-TOPIC_ROLES = (
-    "transactions",
-    "fraud-scores",
-    "labels",
-    "transactions-dlq",
-    "drift-events",
-    "model-updates",
-)
-"""Every topic the system uses, by role (DESIGN.md's default names)."""
+TOPIC_FIELDS = {
+    "transactions": "topic_transactions",
+    "fraud-scores": "topic_scores",
+    "labels": "topic_labels",
+    "transactions-dlq": "topic_dlq",
+    "drift-events": "topic_drift",
+    "model-updates": "topic_model_updates",
+    "merchant-hours": "topic_merchant_log",
+}
+"""Every topic the system uses: role (DESIGN.md's default name) -> the setting naming it."""
+TOPIC_ROLES = tuple(TOPIC_FIELDS)
+
+
+def topic_environment(names: Mapping[str, str]) -> dict[str, str]:
+    """FRAUD_TOPIC_* variables pointing every role in `names` (role -> topic) at its topic."""
+    return {env_var(TOPIC_FIELDS[role]): name for role, name in names.items()}
 
 
 class Settings(BaseSettings):
@@ -125,6 +133,11 @@ class Settings(BaseSettings):
     topic_drift: str = Field("drift-events", description="DriftEvent notifications.")
     topic_model_updates: str = Field("model-updates", description="ModelUpdate notifications.")
     topic_dlq: str = Field("transactions-dlq", description="Dead letters of bad transactions.")
+    topic_merchant_log: str = Field(
+        "merchant-hours",
+        description="Internal: final hourly merchant partials every worker reads (retention "
+        ">= 45 days, never compacted).",
+    )
 
     def allowed_lateness_ms(self) -> int:
         return round(self.allowed_lateness_s * 1000)
@@ -135,15 +148,7 @@ class Settings(BaseSettings):
 
     def topics(self) -> dict[str, str]:
         """Role -> topic name, for every topic the system uses."""
-        names = (
-            self.topic_transactions,
-            self.topic_scores,
-            self.topic_labels,
-            self.topic_dlq,
-            self.topic_drift,
-            self.topic_model_updates,
-        )
-        return dict(zip(TOPIC_ROLES, names, strict=True))
+        return {role: getattr(self, field) for role, field in TOPIC_FIELDS.items()}
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka (confluent-kafka) connection settings, security included."""

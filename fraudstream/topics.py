@@ -46,3 +46,24 @@ def create_topics(
             else:
                 raise BrokerError(f"cannot create topic {name}: {error.str()}") from None
     return result
+
+
+def create_system_topics(
+    client_config: Mapping[str, str],
+    topics: Mapping[str, str],
+    partitions: int,
+    replication_factor: int = 1,
+) -> dict[str, str]:
+    """Create the system's topics (role -> name) with what each role needs: the merchant log
+    has one partition and keeps the longest merchant window plus the lookback."""
+    from stream_app.merchant_log import RETENTION_MS
+
+    log_name = topics.get("merchant-hours")
+    others = [name for role, name in topics.items() if role != "merchant-hours"]
+    result = create_topics(client_config, others, partitions, replication_factor)
+    if log_name is not None:
+        config = {"retention.ms": str(RETENTION_MS), "cleanup.policy": "delete"}
+        result |= create_topics(
+            client_config, [log_name], 1, replication_factor, config={log_name: config}
+        )
+    return result

@@ -7,32 +7,31 @@ A feature vector is assembled from three parts, each defined in its own module:
   behind it (`models.merchant_window`).
 
 `FeatureBuilder` runs both kinds of state over transactions in order; it is what offline
-training and scoring use, and the stream calls the same `UserWindows.observe`, `snapshot_boundary`
-and `assemble` per transaction.
+training and scoring use, and the stream calls the same `UserWindows.observe`, `boundary_hour`,
+`MerchantHistory.values` and `assemble` per transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from models.merchant_window import (
-    MERCHANT_WINDOWS,
-    MerchantCounts,
-    MerchantValues,
-    snapshot_boundary,
-)
+from models.fraud_labels import FraudLabel
+from models.merchant_history import MerchantHistory
+from models.merchant_partials import PartitionHours, Source, hour_of
+from models.merchant_window import MERCHANT_WINDOWS, MerchantValues, boundary_hour
 from models.seen_ids import DEFAULT_DEDUPE_HORIZON_MS, SeenIds
 from models.user_window import (
     DEFAULT_ALLOWED_LATENESS_MS,
+    HOUR_MS,
     USER_WINDOWS,
     UserWindows,
     UserWindowValues,
 )
 from schemas.errors import InputError
-from schemas.events import Label, Transaction, epoch_ms
+from schemas.events import Transaction, epoch_ms
 
 NIGHT_END_HOUR = 6
 """Transactions from 00:00 to 05:59 local time are night transactions."""
@@ -101,29 +100,43 @@ class FeatureRows:
     duplicate: np.ndarray  # bool, shape (n,): an id the user's state had already applied
 
 
+OFFLINE_SOURCE = Source("tx", 0)
+"""Offline, every transaction comes from one ordered input."""
+
+
 class FeatureBuilder:
     """Offline feature computation: user and merchant state over transactions in order.
 
-    Feed transactions in event-time order (as `fraudstream score` and training do): then every
-    merchant snapshot a transaction needs is final when it is used, exactly as in the stream.
-    `fraud_labels` (transaction id -> labeled_at in ms) feeds the merchant risk features; each
-    label only counts from the first snapshot boundary after its `labeled_at`. A transaction id
-    the user's state applied within `dedupe_horizon_ms` is a duplicate (`models.seen_ids`): it
-    counts for its merchant (merchant counts are per message, as in the stream) but not in the
-    user's windows, and gets no row.
+    Feed transactions in event-time order (as `fraudstream score` and training do). Merchant
+    state goes through the very code the stream uses — hourly partials closed by the allowed
+    lateness (`models.merchant_partials`) combined into snapshots (`models.merchant_history`) —
+    so every snapshot a transaction needs is final when it is used, exactly as in the stream.
+    `frauds` (`models.fraud_labels.attributed_frauds`) feed the merchant risk features, each from
+    the first boundary after its `labeled_ms`. A transaction id the user's state applied within
+    `dedupe_horizon_ms` is a duplicate (`models.seen_ids`): it counts for its merchant (merchant
+    counts are per message, as in the stream) but not in the user's windows, and gets no row.
     """
 
     def __init__(
         self,
         allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
-        fraud_labels: Mapping[str, int] | None = None,
+        frauds: Iterable[FraudLabel] | None = None,
         dedupe_horizon_ms: int = DEFAULT_DEDUPE_HORIZON_MS,
     ) -> None:
+        if not 0 <= allowed_lateness_ms <= HOUR_MS:
+            raise InputError(
+                f"allowed lateness must be between 0 and 1 h (got {allowed_lateness_ms} ms): "
+                "merchant snapshots close an hour behind the transaction"
+            )
         self.allowed_lateness_ms = allowed_lateness_ms
         self.dedupe_horizon_ms = dedupe_horizon_ms
-        self.fraud_labels = fraud_labels or {}
         self.users: dict[str, tuple[UserWindows, SeenIds]] = {}
-        self.merchants = MerchantCounts()
+        self.merchants = MerchantHistory([OFFLINE_SOURCE])
+        self._hours = PartitionHours(OFFLINE_SOURCE, allowed_lateness_ms)
+        for fraud in frauds or ():
+            self.merchants.schedule_fraud(
+                fraud.merchant_id, hour_of(fraud.tx_ms), hour_of(fraud.labeled_ms)
+            )
         self._position = 0
 
     def observe(self, tx: Transaction) -> tuple[list[float], bool] | None:
@@ -131,35 +144,27 @@ class FeatureBuilder:
         ts = epoch_ms(tx.timestamp)
         position = self._position
         self._position += 1
+        if not self._hours.add(position, ts, tx.merchant_id):
+            raise InputError(
+                f"transaction {tx.transaction_id} is more than the allowed lateness behind "
+                "earlier ones: feed transactions in event-time order"
+            )
+        final = self._hours.take_final()
+        if final is not None:
+            self.merchants.apply(final)
+        merchant = self.merchants.values(boundary_hour(ts), tx.merchant_id)
         state = self.users.get(tx.user_id)
         if state is None:
             state = self.users[tx.user_id] = (UserWindows(), SeenIds())
         windows, seen = state
-        boundary = snapshot_boundary(ts)
-        self._advance_merchants(tx, boundary)
-        merchant = self.merchants.lookup(tx.merchant_id)
-        self.merchants.add(tx.merchant_id, ts)
         if seen.first_offset(tx.transaction_id) is not None:
             return None
-        labeled_at = self.fraud_labels.get(tx.transaction_id)
-        if labeled_at is not None:
-            self.merchants.add_fraud_label(tx.merchant_id, ts, labeled_at)
         user = windows.observe(
             ts, amount_cents(tx.amount), tx.merchant_id, self.allowed_lateness_ms
         )
         newest = windows.last_ts if windows.last_ts is not None else ts
         seen.add(tx.transaction_id, ts, position, newest, self.dedupe_horizon_ms)
         return assemble(tx, user, merchant), user.too_late
-
-    def _advance_merchants(self, tx: Transaction, boundary: int) -> None:
-        current = self.merchants.boundary_ms
-        if current is None or boundary > current:
-            self.merchants.advance(boundary)
-        elif boundary < current:
-            raise InputError(
-                f"transaction {tx.transaction_id} needs the merchant snapshot at {boundary}, "
-                f"older than the current one ({current}): feed transactions in event-time order"
-            )
 
     def build(self, transactions: Iterable[Transaction]) -> FeatureRows:
         rows: list[list[float]] = []
@@ -178,16 +183,6 @@ class FeatureBuilder:
             too_late=np.asarray(late, dtype=bool),
             duplicate=np.asarray(duplicate, dtype=bool),
         )
-
-
-def fraud_label_times(labels: Iterable[Label]) -> dict[str, int]:
-    """transaction id -> when its fraud became known (ms); a label without a time counts as
-    known from the transaction's own time on."""
-    return {
-        label.transaction_id: epoch_ms(label.labeled_at) if label.labeled_at else 0
-        for label in labels
-        if label.is_fraud
-    }
 
 
 def sort_by_event_time(transactions: Sequence[Transaction]) -> list[Transaction]:

@@ -7,7 +7,7 @@ same numbers for the same rows.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +17,10 @@ import xgboost as xgb
 from pydantic import TypeAdapter, ValidationError
 
 from models.features import FEATURE_NAMES, FeatureBuilder, sort_by_event_time
+from models.fraud_labels import FraudLabel
 from models.registry import LoadedModel
 from models.seen_ids import DEFAULT_DEDUPE_HORIZON_MS
+from models.stages import NO_STAGES, StageClock
 from models.thresholds import Thresholds
 from models.user_window import DEFAULT_ALLOWED_LATENESS_MS
 from schemas.errors import RegistryError
@@ -87,23 +89,23 @@ class Scorer:
             ) from None
         return cls(loaded.booster, loaded.info.version, thresholds, names)
 
-    def score(self, matrix: np.ndarray) -> ScoredBatch:
+    def score(self, matrix: np.ndarray, stages: StageClock = NO_STAGES) -> ScoredBatch:
         if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
             raise ValueError(
                 f"expected rows of {len(self.feature_names)} features, got {matrix.shape}"
             )
         if matrix.shape[0] == 0:
             return ScoredBatch([], [], [])
-        dmatrix = xgb.DMatrix(matrix, feature_names=list(self.feature_names), nthread=1)
-        probabilities = self.booster.predict(dmatrix)
-        contributions = self.booster.predict(dmatrix, pred_contribs=True, approx_contribs=True)
-        scores = [float(p) for p in probabilities]
-        decide = self.thresholds.decide
-        return ScoredBatch(
-            scores=scores,
-            decisions=[decide(s) for s in scores],
-            reasons=self._reasons(contributions),
-        )
+        with stages.time("model"):
+            dmatrix = xgb.DMatrix(matrix, feature_names=list(self.feature_names), nthread=1)
+            probabilities = self.booster.predict(dmatrix)
+            scores = [float(p) for p in probabilities]
+            decide = self.thresholds.decide
+            decisions = [decide(s) for s in scores]
+        with stages.time("reasons"):
+            contributions = self.booster.predict(dmatrix, pred_contribs=True, approx_contribs=True)
+            reasons = self._reasons(contributions)
+        return ScoredBatch(scores=scores, decisions=decisions, reasons=reasons)
 
     def probabilities(self, matrix: np.ndarray) -> list[float]:
         """Scores only, no reasons (a shadow model's opinion costs one prediction)."""
@@ -167,6 +169,7 @@ def score_rows(
     received_s: Sequence[float] | None = None,
     clock: Callable[[], float] = time.monotonic,
     shadow: Scorer | None = None,
+    stages: StageClock = NO_STAGES,
 ) -> list[FraudScore | Unscorable]:
     """One model call for the rows, one FraudScore per transaction (offline and stream).
 
@@ -178,7 +181,9 @@ def score_rows(
     """
     matrix = np.asarray(rows, dtype=np.float64)
     try:
-        return _score_matrix(scorer, transactions, rows, matrix, late, received_s, clock, shadow)
+        return _score_matrix(
+            scorer, transactions, rows, matrix, late, received_s, clock, shadow, stages
+        )
     except (ValueError, xgb.core.XGBoostError) as exc:
         if len(transactions) == 1:
             return [Unscorable(transactions[0].transaction_id, f"model call failed: {exc}")]
@@ -193,6 +198,7 @@ def score_rows(
             received_s[one] if received_s is not None else None,
             clock,
             shadow,
+            stages,
         )
     return results
 
@@ -206,17 +212,38 @@ def _score_matrix(
     received_s: Sequence[float] | None,
     clock: Callable[[], float],
     shadow: Scorer | None,
+    stages: StageClock,
 ) -> list[FraudScore | Unscorable]:
-    batch = scorer.score(matrix)
+    batch = scorer.score(matrix, stages)
     shadows: list[ShadowScore | None] = [None] * len(transactions)
     if shadow is not None:
-        probabilities = shadow.probabilities(matrix)
-        shadows = [
-            ShadowScore(model_version=shadow.version, score=p, decision=shadow.thresholds.decide(p))
-            for p in probabilities
-        ]
+        with stages.time("model"):
+            probabilities = shadow.probabilities(matrix)
+            shadows = [
+                ShadowScore(
+                    model_version=shadow.version, score=p, decision=shadow.thresholds.decide(p)
+                )
+                for p in probabilities
+            ]
     now = datetime.now(UTC)
     done = clock()
+    with stages.time("serialise"):
+        return _build_scores(
+            scorer, transactions, rows, batch, late, received_s, shadows, now, done
+        )
+
+
+def _build_scores(
+    scorer: Scorer,
+    transactions: Sequence[Transaction],
+    rows: Sequence[Sequence[float]],
+    batch: ScoredBatch,
+    late: Sequence[bool],
+    received_s: Sequence[float] | None,
+    shadows: Sequence[ShadowScore | None],
+    now: datetime,
+    done: float,
+) -> list[FraudScore | Unscorable]:
     results: list[FraudScore | Unscorable] = []
     for i, tx in enumerate(transactions):
         try:
@@ -242,7 +269,7 @@ def _score_matrix(
 def score_offline(
     transactions: Sequence[Transaction],
     scorer: Scorer,
-    fraud_labels: Mapping[str, int] | None = None,
+    frauds: Iterable[FraudLabel] | None = None,
     allowed_lateness_ms: int = DEFAULT_ALLOWED_LATENESS_MS,
     batch_size: int = 8192,
     report: OfflineReport | None = None,
@@ -250,12 +277,12 @@ def score_offline(
 ) -> Iterator[FraudScore]:
     """Score transactions in event-time order, as the stream would (same features, same model).
 
-    `fraud_labels` (transaction id -> labeled_at ms, see `features.fraud_label_times`) feed the
-    merchant risk features exactly as the labels topic does in the stream. Duplicate transaction
+    `frauds` (`models.fraud_labels.attributed_frauds`) feed the merchant risk features exactly
+    as the labels topic does in the stream. Duplicate transaction
     ids and unscorable rows are left out, as the stream dead-letters them; `report` counts them.
     """
     ordered = sort_by_event_time(transactions)
-    builder = FeatureBuilder(allowed_lateness_ms, fraud_labels, dedupe_horizon_ms)
+    builder = FeatureBuilder(allowed_lateness_ms, frauds, dedupe_horizon_ms)
     report = report if report is not None else OfflineReport()
     for start in range(0, len(ordered), batch_size):
         chunk, rows, late = [], [], []

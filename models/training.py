@@ -30,7 +30,8 @@ import xgboost as xgb
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from models.evaluation import Costs
-from models.features import FEATURE_NAMES, FeatureBuilder, fraud_label_times, sort_by_event_time
+from models.features import FEATURE_NAMES, FeatureBuilder, sort_by_event_time
+from models.fraud_labels import attributed_frauds
 from models.thresholds import Thresholds, choose_thresholds
 from models.user_window import DEFAULT_ALLOWED_LATENESS_MS
 from schemas.errors import InputError, TrainingError
@@ -180,10 +181,10 @@ def build_dataset(
     # Features only look back: what happens after the window cannot change its rows.
     cut = int(np.searchsorted(ts, end_ms, side="left"))
     ordered, ts = ordered[:cut], ts[:cut]
-    rows = FeatureBuilder(allowed_lateness_ms, fraud_label_times(labels)).build(ordered)
+    rows = FeatureBuilder(allowed_lateness_ms, attributed_frauds(labels).frauds).build(ordered)
     ids = [tx.transaction_id for tx in ordered]
     labelled = np.fromiter((i in known_labels for i in ids), dtype=bool, count=len(ids))
-    keep = (ts >= start_ms) & (ts < end_ms) & labelled
+    keep = (ts >= start_ms) & (ts < end_ms) & labelled & ~rows.duplicate
     index = np.flatnonzero(keep)
     return Dataset(
         matrix=rows.matrix[index],

@@ -567,17 +567,23 @@ def transaction_lines(traffic: SimulatedTraffic) -> Iterator[str]:
 
 
 def label_lines(traffic: SimulatedTraffic) -> Iterator[str]:
-    """The labels as compact JSON lines, ordered by labeled_at (ties: transaction order)."""
+    """The labels as compact JSON lines, ordered by labeled_at (ties: transaction order), with
+    the merchant and event time of the labelled transaction (as a fraud-operations feed has)."""
     order = np.argsort(traffic.labeled_at_s, kind="stable")
     verdict = np.where(traffic.is_fraud[order], "true", "false").tolist()
     columns = zip(
         traffic.transaction_id[order].tolist(),
         verdict,
         _timestamps(traffic.labeled_at_s[order]),
+        traffic.merchant_id[order].tolist(),
+        _timestamps(traffic.timestamp_s[order]),
         strict=True,
     )
-    for tx, is_fraud, labeled_at in columns:
-        yield f'{{"transaction_id":"{tx}","is_fraud":{is_fraud},"labeled_at":"{labeled_at}"}}'
+    for tx, is_fraud, labeled_at, merchant, timestamp in columns:
+        yield (
+            f'{{"transaction_id":"{tx}","is_fraud":{is_fraud},"labeled_at":"{labeled_at}",'
+            f'"merchant_id":"{merchant}","transaction_time":"{timestamp}"}}'
+        )
 
 
 def write_traffic(traffic: SimulatedTraffic, out_dir: Path) -> tuple[Path, Path]:

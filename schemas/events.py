@@ -111,11 +111,18 @@ class Transaction(Event):
 
 
 class Label(Event):
-    """Ground truth for one transaction, usually known days after it happened."""
+    """Ground truth for one transaction, usually known days after it happened.
+
+    `merchant_id` and `transaction_time` (the labelled transaction's event time) are optional;
+    a fraud-operations feed normally knows both, and the merchant risk features need both (with
+    `labeled_at`): a fraud label without them is counted as unattributable, not used there.
+    """
 
     transaction_id: Identifier
     is_fraud: bool
     labeled_at: EventTime | None = None
+    merchant_id: Identifier | None = None
+    transaction_time: EventTime | None = None
 
 
 class Reason(Event):

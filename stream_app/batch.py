@@ -17,6 +17,7 @@ from models.features import amount_cents, assemble
 from models.merchant_window import MerchantValues, snapshot_boundary
 from models.scoring import Scorer, Unscorable, score_rows
 from models.seen_ids import DEFAULT_DEDUPE_HORIZON_MS
+from models.stages import NO_STAGES, StageClock
 from schemas.events import DeadLetterReason, FraudScore, Transaction, epoch_ms
 from schemas.jsonl import describe_validation_error
 from stream_app.dead_letters import Rejected
@@ -121,6 +122,7 @@ def score_batch(
     clock: Callable[[], float],
     shadow: Scorer | None = None,
     dedupe_horizon_ms: int = DEFAULT_DEDUPE_HORIZON_MS,
+    stages: StageClock = NO_STAGES,
 ) -> ScoredBatchResult:
     """Features (state updated in order), one model call for the batch, one FraudScore each.
 
@@ -128,7 +130,51 @@ def score_batch(
     a transaction id the user's state already applied under another offset is rejected as a
     `duplicate`; a row whose score cannot be built is rejected as `unscorable`.
     """
-    rows: list[list[float] | tuple[float, ...]] = []
+    with stages.time("features"):
+        rows, late_flags, kept, rejects, touched, replayed = _features(
+            valid, record_of, merchant_of, allowed_lateness_ms, dedupe_horizon_ms
+        )
+    if not rows:
+        return ScoredBatchResult([], touched, 0, replayed, rejected=rejects)
+    results = score_rows(
+        scorer,
+        [item.tx for item in kept],
+        rows,
+        late_flags,
+        [item.message.received_s for item in kept],
+        clock,
+        shadow,
+        stages,
+    )
+    scores: list[FraudScore] = []
+    scored_rows: _Rows = []
+    times: list[int] = []
+    received: list[float] = []
+    late = 0
+    for item, features, too_late, result in zip(kept, rows, late_flags, results, strict=True):
+        if isinstance(result, Unscorable):
+            rejects.append(rejected(item.message, "unscorable", result.error))
+            continue
+        scores.append(result)
+        scored_rows.append(features)
+        times.append(item.ts_ms)
+        received.append(item.message.received_s)
+        late += too_late
+    return ScoredBatchResult(scores, touched, late, replayed, scored_rows, times, rejects, received)
+
+
+_Rows = list[list[float] | tuple[float, ...]]
+
+
+def _features(
+    valid: Sequence[Decoded],
+    record_of: Callable[[str], UserRecord],
+    merchant_of: Callable[[int, str], MerchantValues],
+    allowed_lateness_ms: int,
+    dedupe_horizon_ms: int,
+) -> tuple[_Rows, list[bool], list[Decoded], list[Rejected], set[str], int]:
+    """Rows in order (the users' state updated as it goes), and what is not scored."""
+    rows: _Rows = []
     late_flags: list[bool] = []
     kept: list[Decoded] = []
     rejects: list[Rejected] = []
@@ -160,32 +206,7 @@ def score_batch(
         rows.append(row)
         late_flags.append(user.too_late)
         kept.append(item)
-    if not rows:
-        return ScoredBatchResult([], touched, 0, replayed, rejected=rejects)
-    results = score_rows(
-        scorer,
-        [item.tx for item in kept],
-        rows,
-        late_flags,
-        [item.message.received_s for item in kept],
-        clock,
-        shadow,
-    )
-    scores: list[FraudScore] = []
-    scored_rows: list[list[float] | tuple[float, ...]] = []
-    times: list[int] = []
-    received: list[float] = []
-    late = 0
-    for item, features, too_late, result in zip(kept, rows, late_flags, results, strict=True):
-        if isinstance(result, Unscorable):
-            rejects.append(rejected(item.message, "unscorable", result.error))
-            continue
-        scores.append(result)
-        scored_rows.append(features)
-        times.append(item.ts_ms)
-        received.append(item.message.received_s)
-        late += too_late
-    return ScoredBatchResult(scores, touched, late, replayed, scored_rows, times, rejects, received)
+    return rows, late_flags, kept, rejects, touched, replayed
 
 
 def _duplicate(item: Decoded, first_offset: int) -> Rejected:

@@ -9,14 +9,11 @@
   tables by reading changelogs up to ListOffsets' answer, so on Tansu it would stop early and
   restore stale state. Our consumer confirms every end offset with one fetch (harmless on
   Kafka, where both agree).
-* faust seeks the stream partitions to their committed offsets *before* it resumes the flow
-  after recovery; records fetched in between are handed to a callback that is abandoned
-  because the flow is still suspended (`Consumer._drain_messages`: `wait_first(callback,
-  suspend_flow.wait())`), yet their read offset advances — the batch is silently skipped. With
-  a short fetch wait that race is common (a restarted worker lost one batch per partition).
-  The agent checks that offsets are contiguous (`stream_app.offset_guard`) and seeks back to
-  the first missing one; records delivered twice are recognised (or re-scored identically,
-  see `stream_app.user_record`).
+* the records of the worker's own topics skip faust's per-message path (conductor, queue,
+  stream, a `wait_first(callback, suspend_flow.wait())` per message — whose abandoned deliveries
+  advanced the read offset and silently skipped a batch after a rebalance): our consumer hands
+  each fetch of them to the scoring pipeline whole (`_Consumer`, `BatchHandler`), which
+  acknowledges offsets into faust's bookkeeping; faust keeps the group, recovery and commits.
 * faust runs its Kafka consumer in a thread with its own event loop: every `getmany`, seek and
   commit hops threads through a method queue, and the two loops then fight over the GIL. Our
   consumer "thread" runs on the app's own loop instead (`_LoopConsumerThread`): same service,
@@ -25,8 +22,9 @@
   terminal spinner (`faust/worker.py`, `_setup_spinner_handler`), so every `logger.debug` on
   the hot path (aiokafka, faust's topics) builds a record. `QuietWorker` keeps the level asked
   for.
-* the committed offsets per partition, read from faust's consumer (a private attribute), let
-  the idempotence journal forget what Kafka will never redeliver.
+* the committed offsets per partition, read from faust's consumer (a private attribute), tell
+  the pipeline what was scored before a restart and let the idempotence journal forget what
+  Kafka will never redeliver.
 
 If an upgrade of faust breaks one of these, `tests/integration` fails on the worker tests.
 """
@@ -37,9 +35,9 @@ import asyncio
 import inspect
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiokafka
 from aiokafka import TopicPartition
@@ -179,55 +177,64 @@ class _LoopConsumerThread(_ConsumerThread):
         await self.call_thread(fun, *args, **kwargs)
 
 
+class BatchHandler(Protocol):
+    """What the worker's consumer hands whole fetches of its own topics to (`stream_app.app`)."""
+
+    topics: frozenset[str]
+
+    async def on_records(self, records: Mapping[Any, Sequence[Any]], generation: int) -> None:
+        """aiokafka records of `topics`, per TopicPartition, fetched in `generation`."""
+
+    async def quiesce(self) -> None:
+        """A rebalance is starting: finish the batch in progress, start no new one."""
+
+    async def after_seek(self) -> None:
+        """faust has sought every assigned partition to its committed offset."""
+
+
 class _Consumer(faust_aiokafka.Consumer):
+    """faust's consumer (group membership, rebalances, table recovery, commits) with the records
+    of the worker's own topics handed over a whole fetch at a time.
+
+    faust's own path delivers one message at a time through its conductor, a queue and the
+    stream (`take_events`), with sensors and a `wait_first(callback, suspend_flow.wait())` per
+    message (~100-250 us); and an abandoned delivery advanced the read offset anyway, skipping
+    a batch after a rebalance. Here a fetch of `handler.topics` goes to `handler.on_records` as
+    aiokafka returned it; everything else (changelogs during recovery) still goes through
+    faust's callback. The handler acknowledges offsets into faust's own bookkeeping
+    (`acknowledge`), so faust's periodic commit, which flushes the producer first, commits them.
+    """
+
+    @property
+    def handler(self) -> BatchHandler | None:
+        return _HANDLERS.get(id(self.app))
+
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _LoopConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
-        """faust's drain loop without a `wait_first` (two tasks and a wait) per message.
-
-        faust races each delivery against `suspend_flow` so that a rebalance can abandon it;
-        an abandoned delivery still advanced the read offset (the skipped batches the module
-        docstring describes). Here a delivery is awaited plainly. When the flow is suspended
-        the rest of the fetched batch is left unread (faust seeks to the committed offsets
-        when the flow resumes), and a delivery already under way waits in faust's own flow
-        control until then. The scoring agent drops records of partitions it no longer owns
-        and recognises repeats (`OffsetGuard`).
-        """
         callback = self.callback
-        getmany = self.getmany
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
-        suspended = self.suspend_flow.is_set
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
-        commit_every = self._commit_every
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
-                records = getmany(timeout=1.0)
+                handler = self.handler
+                records, _ = await self._wait_next_records(1.0)
                 await asyncio.sleep(0)
-                if self.should_stop:
+                if not records or self.should_stop:
                     continue
-                async for tp, message in records:
-                    if suspended():
-                        break
-                    since_yield += 1
-                    if since_yield > 100:
-                        await asyncio.sleep(0)
-                        since_yield = 0
-                    offset = message.offset
-                    read = get_read_offset(tp)
-                    if read is not None and offset < read:
-                        continue  # already delivered
-                    if read and offset - read > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, read + 1, offset)
-                    if commit_every is not None and self._n_acked >= commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    await callback(message)
-                    set_read_offset(tp, offset)
+                if not self.flow_active:
+                    continue  # fetched as a rebalance began: faust seeks back before resuming
+                generation = self.app.consumer_generation_id
+                ours: dict[Any, Sequence[Any]] = {}
+                for tp, batch in records.items():
+                    if handler is not None and tp.topic in handler.topics:
+                        ours[tp] = batch
+                        continue
+                    for record in batch:
+                        await callback(self._to_message(tp, record))
+                if ours and handler is not None:
+                    await handler.on_records(ours, generation)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")
@@ -238,6 +245,42 @@ class _Consumer(faust_aiokafka.Consumer):
                 self.log.info("Consumer shutting down for user cancel.")
                 return
             raise
+
+    async def wait_empty(self) -> None:
+        if self.handler is not None:
+            await self.handler.quiesce()
+        await super().wait_empty()
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        if self.handler is not None:
+            await self.handler.after_seek()
+
+
+_HANDLERS: dict[int, BatchHandler] = {}
+
+
+def attach(app: Any, handler: BatchHandler) -> None:
+    """Hand the app's input records to `handler` (one handler per app, for its lifetime)."""
+    _HANDLERS[id(app)] = handler
+
+
+def acknowledge(consumer: Any, tp: TP, offsets: Sequence[int]) -> None:
+    """Mark offsets processed in faust's bookkeeping, as `Consumer.ack` does per message: the
+    next commit covers them once they are contiguous from the committed offset."""
+    acked = consumer._acked[tp]
+    index = consumer._acked_index[tp]
+    for offset in offsets:
+        if offset not in index:
+            index.add(offset)
+            acked.append(offset)
+    consumer._n_acked += len(offsets)
+
+
+def committed_offset(consumer: Any, tp: TP) -> int | None:
+    """The committed offset of one partition, as far as faust knows (a private attribute)."""
+    offset: int | None = (getattr(consumer, "_committed_offset", {}) or {}).get(tp)
+    return offset
 
 
 class Transport(faust_aiokafka.Transport):
@@ -374,15 +417,19 @@ class Publisher:
         return delivered
 
     def _raw(self) -> aiokafka.AIOKafkaProducer:
-        """faust's aiokafka producer (started with the app): sends without faust's wrappers."""
-        producer: aiokafka.AIOKafkaProducer = self._app.producer._ensure_producer()
-        return producer
+        return raw_producer(self._app)
 
     async def _flush_and_wait(self, pending: list[_Pending]) -> None:
         accumulator = getattr(self._raw(), "_message_accumulator", None)
         if accumulator is not None and hasattr(accumulator, "flush_for_commit"):
             await accumulator.flush_for_commit()
         await asyncio.wait([item.future for item in pending])
+
+
+def raw_producer(app: Any) -> aiokafka.AIOKafkaProducer:
+    """faust's aiokafka producer (started with the app): sends without faust's wrappers."""
+    producer: aiokafka.AIOKafkaProducer = app.producer._ensure_producer()
+    return producer
 
 
 def exit_on_delivery_failure(error: BaseException, log: Any) -> None:

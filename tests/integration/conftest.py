@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from fraudstream.broker import EmbeddedBroker, free_port
-from fraudstream.settings import TOPIC_ROLES
-from fraudstream.topics import create_topics
+from fraudstream.settings import TOPIC_ROLES, topic_environment
+from fraudstream.topics import create_system_topics
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def fresh_topics(broker: Broker) -> Callable[..., dict[str, str]]:
     def make(*roles: str, partitions: int = 4) -> dict[str, str]:
         run = uuid.uuid4().hex[:8]
         names = {role: f"t-{run}-{role}" for role in roles}
-        create_topics(broker.client_config(), names.values(), partitions)
+        create_system_topics(broker.client_config(), names, partitions)
         return names
 
     return make
@@ -101,12 +101,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         return {
             "FRAUD_KAFKA_BOOTSTRAP": self.broker.bootstrap,
-            "FRAUD_TOPIC_TRANSACTIONS": self.topics["transactions"],
-            "FRAUD_TOPIC_SCORES": self.topics["fraud-scores"],
-            "FRAUD_TOPIC_LABELS": self.topics["labels"],
-            "FRAUD_TOPIC_DLQ": self.topics["transactions-dlq"],
-            "FRAUD_TOPIC_DRIFT": self.topics["drift-events"],
-            "FRAUD_TOPIC_MODEL_UPDATES": self.topics["model-updates"],
+            **topic_environment(self.topics),
             "FRAUD_PARTITIONS": "4",
             "FRAUD_APP_ID": self.app_id,
             "FRAUD_REGISTRY_DIR": str(self.registry),

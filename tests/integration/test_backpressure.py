@@ -3,7 +3,9 @@ worker's memory stays bounded while it works through the backlog, and the lag dr
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,15 +28,37 @@ def lag(samples: dict[str, float]) -> float:
     return sum(v for k, v in samples.items() if k.startswith("fraudstream_consumer_lag_messages"))
 
 
-def test_lag_builds_up_memory_stays_bounded_and_lag_drains(stack: Stack) -> None:
+COPIES = 6
+"""The recorded traffic six times over (renamed users and ids): a backlog of ~36,000."""
+
+
+def backlog_file(directory: Path) -> Path:
+    lines = []
+    for line in TRAFFIC.read_bytes().splitlines():
+        tx = json.loads(line)
+        for copy in range(COPIES):
+            lines.append(
+                {
+                    **tx,
+                    "transaction_id": f"c{copy}{tx['transaction_id']}",
+                    "user_id": f"c{copy}{tx['user_id']}",
+                }
+            )
+    path = directory / "backlog.jsonl"
+    path.write_text("".join(json.dumps(tx) + "\n" for tx in lines))
+    return path
+
+
+def test_lag_builds_up_memory_stays_bounded_and_lag_drains(stack: Stack, tmp_path: Path) -> None:
     port = free_port()
     stack.extra_env["FRAUD_METRICS_PORT"] = str(port)
+    traffic = backlog_file(tmp_path)
     worker = stack.start_worker()
-    total = len(TRAFFIC.read_bytes().splitlines())
+    total = len(traffic.read_bytes().splitlines())
     peak_lag, peak_rss = 0.0, 0
     try:
         wait_for_metrics(port, lambda m: "fraudstream_transactions_scored_total" in m, 60)
-        stack.replay(TRAFFIC)  # ~6,000 transactions in well under a second
+        stack.replay(traffic)  # ~36,000 transactions in a few seconds
         deadline = time.monotonic() + 180
         while True:
             samples = scrape(port)

@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from fraudstream.broker import EmbeddedBroker, answers_metadata
+from fraudstream.settings import TOPIC_ROLES, topic_environment
 from fraudstream.topics import create_topics
 from tests.integration.conftest import Broker, free_port
 
@@ -91,17 +92,19 @@ def test_topics_create_is_idempotent_and_uses_the_partition_setting(
 
 def test_topics_create_cli_creates_every_topic_of_the_system(broker: Broker) -> None:
     suffix = str(free_port())
+    names = {role: f"{role}-{suffix}" for role in TOPIC_ROLES}
     env = {
         "FRAUD_KAFKA_BOOTSTRAP": broker.bootstrap,
         "FRAUD_PARTITIONS": "2",
-        **{
-            f"FRAUD_TOPIC_{role}": f"{role.lower()}-{suffix}"
-            for role in ("TRANSACTIONS", "SCORES", "LABELS", "DRIFT", "MODEL_UPDATES", "DLQ")
-        },
+        **topic_environment(names),
     }
     result = cli(env, "topics", "create", "--json")
     assert result.returncode == 0, result.stderr
     topics = json.loads(result.stdout)["topics"]
-    assert len(topics) == 6 and set(topics.values()) == {"created"}
+    assert set(topics) == set(names.values()) and set(topics.values()) == {"created"}
     metadata = AdminClient(broker.client_config()).list_topics(timeout=10)
-    assert all(len(metadata.topics[name].partitions) == 2 for name in topics)
+    partitions = {name: len(metadata.topics[name].partitions) for name in topics}
+    # every topic with the configured partitions, but the merchant log: one, for one order
+    assert partitions == {
+        name: 1 if role == "merchant-hours" else 2 for role, name in names.items()
+    }

@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from models.features import FEATURE_NAMES, fraud_label_times
+from models.features import FEATURE_NAMES
+from models.fraud_labels import attributed_frauds
 from models.registry import ModelRegistry
 from models.scoring import Scorer, score_offline
 from models.training import TrainingConfig, train
@@ -233,7 +234,7 @@ def _offline_features(world: World, champion: Any) -> dict[str, dict[str, float]
         read_events(world.phase1, Transaction).records
         + read_events(world.phase2, Transaction).records
     )
-    known = fraud_label_times(read_events(world.phase1_labels, Label).records)
+    known = attributed_frauds(read_events(world.phase1_labels, Label).records).frauds
     return {
         s.transaction_id: s.features
         for s in score_offline(txs, Scorer.from_loaded(champion), known)

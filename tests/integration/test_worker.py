@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from models.features import fraud_label_times
+from models.fraud_labels import attributed_frauds
 from models.registry import ModelRegistry
 from models.scoring import Scorer, score_offline
 from schemas.events import DeadLetter, FraudScore, Label, Transaction
@@ -32,7 +32,7 @@ LABELS = DATA / "traffic_labels.jsonl"
 def offline_scores(stack: Stack, traffic: Path, labels: Path | None) -> dict[str, FraudScore]:
     scorer = Scorer.from_loaded(ModelRegistry(stack.registry, "fraud-xgb").load())
     txs = read_events(traffic, Transaction).records
-    frauds = fraud_label_times(read_events(labels, Label).records) if labels else None
+    frauds = attributed_frauds(read_events(labels, Label).records).frauds if labels else None
     return {s.transaction_id: s for s in score_offline(txs, scorer, frauds)}
 
 

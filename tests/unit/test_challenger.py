@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from models.features import FEATURE_NAMES, fraud_label_times
+from models.features import FEATURE_NAMES
+from models.fraud_labels import attributed_frauds
 from models.registry import ModelRegistry
 from models.scoring import Scorer, score_offline
 from models.training import TrainingConfig, train
@@ -73,7 +74,7 @@ def drift_world(tmp_path_factory: pytest.TempPathFactory) -> DriftWorld:
     booster = xgb.Booster()
     booster.load_model(bytearray(trained.model_bytes))
     champion = Scorer(booster, "v1", trained.thresholds)
-    scores = list(score_offline(transactions, champion, fraud_label_times(labels)))
+    scores = list(score_offline(transactions, champion, attributed_frauds(labels).frauds))
     card_testing = traffic.transaction_id[traffic.scenario == SCENARIO_CODES["card_testing"]]
     return DriftWorld(
         scores=scores,

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from models.merchant_window import EMPTY
 from models.scoring import ScoredBatch, Scorer
+from models.stages import NO_STAGES, StageClock
 from schemas.events import DeadLetter, DeadLetterReason, FraudScore
 from stream_app import dead_letters
 from stream_app.batch import Decoded, Incoming, decode, score_batch
@@ -192,8 +193,8 @@ def test_too_small_a_limit_is_refused() -> None:
 class _NaNScorer(Scorer):
     """Gives the second row of each batch a NaN score (a model gone wrong)."""
 
-    def score(self, matrix: Any) -> ScoredBatch:
-        batch = super().score(matrix)
+    def score(self, matrix: Any, stages: StageClock = NO_STAGES) -> ScoredBatch:
+        batch = super().score(matrix, stages)
         scores = list(batch.scores)
         if len(scores) > 1:
             scores[1] = float("nan")

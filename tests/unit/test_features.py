@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.features import FEATURE_NAMES, FeatureBuilder, assemble
-from models.merchant_window import EMPTY, MERCHANT_WINDOWS, MerchantCounts, snapshot_boundary
+from models.fraud_labels import FraudLabel
+from models.merchant_window import EMPTY
 from models.user_window import (
     DISTINCT_MERCHANTS_WINDOW,
     HOUR_MS,
@@ -149,82 +150,6 @@ def test_first_transaction_and_late_flag() -> None:
     assert after.distinct_merchants == 4
 
 
-def brute_force_merchant(
-    events: list[tuple[int, str, int | None]], ts: int, merchant: str
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(tx counts, fraud counts known at the boundary) per window, from the definition."""
-    boundary = snapshot_boundary(ts)
-    counts, frauds = [], []
-    for w in MERCHANT_WINDOWS:
-        inside = [
-            labeled
-            for t, m, labeled in events
-            if m == merchant and boundary - w.hours * HOUR_MS <= t < boundary
-        ]
-        counts.append(len(inside))
-        frauds.append(sum(1 for labeled in inside if labeled is not None and labeled < boundary))
-    return tuple(counts), tuple(frauds)
-
-
-merchant_steps = st.lists(
-    st.tuples(
-        st.one_of(
-            st.integers(0, 59).map(lambda m: m * MINUTE_MS),
-            st.integers(1, 30).map(lambda h: h * HOUR_MS),
-            st.integers(1, 40).map(lambda d: d * 24 * HOUR_MS),
-        ),
-        st.sampled_from(["a", "b", "c"]),
-        # None: genuine; otherwise the fraud's reporting delay (minutes to weeks).
-        st.one_of(st.none(), st.integers(1, 60 * 24 * 20).map(lambda m: m * MINUTE_MS)),
-    ),
-    min_size=1,
-    max_size=150,
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(merchant_steps)
-def test_merchant_counts_equal_brute_force(raw: list[tuple[int, str, int | None]]) -> None:
-    counts = MerchantCounts()
-    seen: list[tuple[int, str, int | None]] = []
-    ts = T0
-    for delta, merchant, delay in raw:
-        ts += delta
-        boundary = snapshot_boundary(ts)
-        if counts.boundary_ms is None or boundary > counts.boundary_ms:
-            counts.advance(boundary)
-        got = counts.lookup(merchant)
-        assert (got.tx_counts, got.fraud_counts) == brute_force_merchant(seen, ts, merchant)
-        counts.add(merchant, ts)
-        labeled = None if delay is None else ts + delay
-        if labeled is not None:
-            counts.add_fraud_label(merchant, ts, labeled)
-        seen.append((ts, merchant, labeled))
-    assert counts.late_labels == 0
-    assert counts.stored_hours() <= MERCHANT_WINDOWS[-1].hours + 2
-    assert all(v.fraud_counts <= v.tx_counts for v in counts.snapshot().values())
-
-
-def test_a_late_fraud_label_counts_from_the_next_boundary() -> None:
-    counts = MerchantCounts()
-    counts.advance(snapshot_boundary(T0))
-    counts.add("a", T0)
-    counts.advance(snapshot_boundary(T0 + 5 * HOUR_MS))
-    assert counts.lookup("a").fraud_counts == (0, 0, 0)
-    counts.add_fraud_label("a", T0, T0 + HOUR_MS)  # known long before the current boundary
-    assert counts.late_labels == 1
-    counts.advance(snapshot_boundary(T0 + 6 * HOUR_MS))
-    assert counts.lookup("a").fraud_counts == (1, 1, 1)
-    assert counts.lookup("a").fraud_rates() == (1.0, 1.0, 1.0)
-
-
-def test_merchant_event_behind_a_closed_snapshot_is_counted_late() -> None:
-    counts = MerchantCounts()
-    counts.advance(snapshot_boundary(T0 + 5 * HOUR_MS))
-    assert counts.add("a", T0) is False
-    assert counts.late_events == 1
-
-
 def tx(
     i: int, when: datetime, amount: float, user: str = "u1", merchant: str = "m1"
 ) -> Transaction:
@@ -263,7 +188,7 @@ def test_feature_vector_layout_and_values() -> None:
 def test_merchant_fraud_rate_uses_only_labels_known_at_the_boundary() -> None:
     start = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
     reported = epoch_ms(start + timedelta(hours=5, minutes=30))  # known from 15:30
-    builder = FeatureBuilder(fraud_labels={"t0": reported})
+    builder = FeatureBuilder(frauds=[FraudLabel("m1", epoch_ms(start), reported)])
     txs = [
         tx(0, start, 10.0, user="u1"),
         tx(1, start + timedelta(hours=1), 10.0, user="u2"),

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from models.features import FEATURE_NAMES, fraud_label_times
+from models.features import FEATURE_NAMES
+from models.fraud_labels import attributed_frauds
 from models.scoring import Scorer, score_offline
 from models.thresholds import Thresholds
 from models.training import Dataset, TrainingConfig, train, train_on_dataset
@@ -270,7 +271,7 @@ def test_training_from_the_log_equals_training_from_transactions(
     expected = train(tiny_dataset.transactions, tiny_dataset.labels, config)
     scores = list(
         score_offline(
-            tiny_dataset.transactions, _any_scorer(), fraud_label_times(tiny_dataset.labels)
+            tiny_dataset.transactions, _any_scorer(), attributed_frauds(tiny_dataset.labels).frauds
         )
     )
     log = dataset_from_scores(scores, tiny_dataset.labels)

@@ -111,6 +111,8 @@ MODEL_STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         transaction_id=identifiers,
         is_fraud=st.booleans(),
         labeled_at=optional(event_times()),
+        merchant_id=optional(identifiers),
+        transaction_time=optional(event_times()),
     ),
     "FraudScore": st.builds(
         FraudScore,

@@ -29,7 +29,7 @@ from schemas.events import Label, Transaction
 SMALL = SimulationConfig(customers=300, merchants=600, days=30, seed=7, scenarios=("all",))
 MEDIUM = SimulationConfig(customers=1000, merchants=2000, days=60)
 TRANSACTION_KEYS = ["transaction_id", "user_id", "merchant_id", "amount", "currency", "timestamp"]
-LABEL_KEYS = ["transaction_id", "is_fraud", "labeled_at"]
+LABEL_KEYS = ["transaction_id", "is_fraud", "labeled_at", "merchant_id", "transaction_time"]
 
 
 def _days(traffic: SimulatedTraffic) -> np.ndarray:

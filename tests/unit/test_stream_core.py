@@ -1,4 +1,4 @@
-"""The stream's pure pieces: decoding to dead letters, idempotent user records, offset guard."""
+"""The stream's pure pieces: decoding to dead letters, idempotent user records."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from models.scoring import Scorer
 from stream_app import dead_letters
 from stream_app.batch import Incoming, decode, decode_batch, score_batch
 from stream_app.dead_letters import Rejected
-from stream_app.offset_guard import OffsetGuard
 from stream_app.user_record import UserRecord
 from tests.conftest import TrainedRegistry
 
@@ -114,20 +113,3 @@ def test_journal_is_pruned_to_what_is_not_committed() -> None:
     assert [e.offset for e in record.journal] == [3, 4]
     assert record.replayed(4) is not None and record.replayed(2) is None
     assert record.replayed(7) is None  # never applied
-
-
-def test_offset_guard_accepts_in_order_skips_repeats_and_seeks_once_per_gap() -> None:
-    now = [0.0]
-    guard = OffsetGuard(reseek_after_s=5.0, clock=lambda: now[0])
-    assert guard.admit(0, 10, committed=10) == "accept"
-    assert guard.admit(0, 11, committed=10) == "accept"
-    assert guard.admit(0, 11, committed=10) == "repeat"
-    assert guard.admit(0, 15, committed=10) == "gap"
-    assert guard.expected(0) == 12
-    assert guard.admit(0, 16, committed=10) == "skip"  # seek under way
-    now[0] = 6.0
-    assert guard.admit(0, 17, committed=10) == "gap"  # the seek seems lost: ask again
-    assert guard.admit(0, 12, committed=10) == "accept"
-    assert guard.gaps == 2
-    guard.forget([0])
-    assert guard.admit(0, 30, committed=30) == "accept"
