@@ -116,6 +116,8 @@ class Label(Event):
     transaction_id: Identifier
     is_fraud: bool
     labeled_at: EventTime | None = None
+    merchant_id: Identifier | None = None
+    transaction_time: EventTime | None = None
 
 
 class Reason(Event):
