@@ -132,10 +132,10 @@ class ClusterDriftCore:
         self.config = config
         bucket = config.bucket_ms
         self._scores: HourlyClosure[_ScorePart] = HourlyClosure(
-            score_partitions, bucket, lateness_ms, _ScorePart, "newest", resume.scores
+            score_partitions, bucket, lateness_ms, _ScorePart, resume.scores
         )
         self._labels: HourlyClosure[list[LabelInput]] = HourlyClosure(
-            label_partitions, bucket, lateness_ms, list, "open", resume.labels
+            label_partitions, bucket, lateness_ms, list, resume.labels
         )
         self.join = join or HourlyJoin(JOIN_HORIZON_HOURS, JOIN_MAX_SCORES)
         self.quality = OnlineQuality()
@@ -193,7 +193,7 @@ class ClusterDriftCore:
         while (done := self._labels.pop(limit)) is not None:
             records.append(self._close_labels(*done))
         if self._labels.through is not None:
-            self.join.expire(self._labels.through + 1)
+            self.join.expire(self._labels.through + 1)  # no-op unless the hour moved
         return records
 
     def _close_scores(self, hour: int, parts: list[_ScorePart]) -> ScoreHour:

@@ -54,6 +54,7 @@ class HourlyJoin:
         self.max_scores = max_scores
         self._hours: OrderedDict[int, dict[str, _Entry]] = OrderedDict()
         self._hour_of: dict[str, int] = {}
+        self._expired_before: int | None = None
         self.counts = JoinCounts()
 
     def __len__(self) -> int:
@@ -90,6 +91,9 @@ class HourlyJoin:
     def expire(self, before_hour: int) -> None:
         """Forget hours older than the horizon before `before_hour`, then the oldest hours while
         those before `before_hour` hold more than `max_scores` scores."""
+        if before_hour == self._expired_before:
+            return
+        self._expired_before = before_hour
         oldest_kept = before_hour - self.horizon_hours
         held = 0
         for hour, entries in self._hours.items():

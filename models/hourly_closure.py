@@ -7,7 +7,8 @@ contents, whatever the interleaving of partitions. An hour is closed for the top
 closed in every partition that is not idle; a partition that is caught up and silent (the caller
 says so: `set_idle`) holds nobody back, and while it stays idle the topic's closed hours are
 closed for it too (a record it then receives for them is late — the one case where timing, not
-contents, decides).
+contents, decides). When every partition is idle, hours close as far as the most advanced one
+has come; a topic with no record at all closes nothing.
 
 Closed hours are handed out one at a time (`pop`), each with its partitions' payloads in
 partition order, so that a caller can note where to resume (`resume`): per partition, the first
@@ -30,12 +31,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
-WhenAllIdle = Literal["newest", "open"]
-"""What closes when every partition is idle: hours up to the newest partition's watermark
-(`newest`), or every hour (`open`: nothing is waiting, e.g. a quiet label feed)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,6 @@ class HourlyClosure(Generic[T]):
         bucket_ms: int,
         lateness_ms: int,
         new_payload: Callable[[], T],
-        when_all_idle: WhenAllIdle = "newest",
         resume: ClosureResume | None = None,
     ) -> None:
         if partitions < 1 or bucket_ms <= 0 or lateness_ms < 0:
@@ -96,7 +93,6 @@ class HourlyClosure(Generic[T]):
         self.through = resume.through
         self.late = 0
         self._new = new_payload
-        self._when_all_idle = when_all_idle
         self._parts: list[_Partition[T]] = [_Partition(p.offset, p.newest_ms) for p in known]
 
     @property
@@ -143,9 +139,7 @@ class HourlyClosure(Generic[T]):
         live = [p for p in self._parts if not p.idle]
         if live:
             return min(self._own(p) for p in live)
-        if self._when_all_idle == "open":
-            return math.inf
-        return max(self._own(p) for p in self._parts)
+        return max(self._own(p) for p in self._parts)  # all quiet: as far as any has come
 
     def _own(self, part: _Partition[T]) -> float:
         return -math.inf if part.newest_ms is None else float(part.newest_ms - self.lateness_ms)
@@ -158,12 +152,12 @@ class HourlyClosure(Generic[T]):
     def pop(self, limit: float) -> tuple[int, list[T]] | None:
         """The oldest open hour up to `limit` with its payloads in partition order, closed for the
         topic from now on; None when there is none (then `through` moves up to `limit`)."""
-        hours = [h for p in self._parts for h in p.hours if h <= limit]
-        if not hours:
+        firsts = [min(p.hours) for p in self._parts if p.hours]
+        hour = min(firsts) if firsts else None
+        if hour is None or hour > limit:
             if math.isfinite(limit) and (self.through is None or limit > self.through):
                 self.through = int(limit)
             return None
-        hour = min(hours)
         payloads = [p.hours.pop(hour).payload for p in self._parts if hour in p.hours]
         self.through = hour
         return hour, payloads

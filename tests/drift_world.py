@@ -1,11 +1,11 @@
 """A small scored world with a change, for the cluster drift monitor's tests (unit and broker).
 
 Scored transactions with a daily rhythm, some frauds, labels after a delay (frauds within hours,
-genuine ones a day later); from `change_day` on, cards pay more often within the hour and the model
-misses most frauds (one data-drift and one concept-drift change). Partitioning copies the system's: scores by user,
-labels by transaction id; within a partition, records arrive in event-time order up to a jitter
-below the allowed lateness (so no record is late, whatever the partitioning), and a few scores
-arrive twice (redelivery after a crash).
+genuine ones a day later); from `change_day` on, cards pay more often within the hour and the
+model misses most frauds (one data-drift and one concept-drift change). Partitioning copies the
+system's: scores by user, labels by transaction id; within a partition, records arrive in
+event-time order up to a jitter below the allowed lateness (so no record is late, whatever the
+partitioning), and a few scores arrive twice (redelivery after a crash).
 """
 
 from __future__ import annotations
