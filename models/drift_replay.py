@@ -10,8 +10,10 @@ core over records already in hand: with no late record, what the stream publishe
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from models.cluster_drift import DEFAULT_LATENESS_MS, ClusterDetectors, ClusterDriftCore, Topic
 from models.drift_config import DEFAULT_DRIFT_CONFIG, DriftConfig
@@ -137,6 +139,34 @@ def by_time(
     streams += [_timed("labels", p, rows) for p, rows in enumerate(labels)]
     for *_, topic, partition, item in heapq.merge(*streams, key=lambda row: row[:2]):
         yield topic, partition, item
+
+
+def lagged(
+    scores: Sequence[Sequence[ScoreInput]],
+    labels: Sequence[Sequence[LabelInput]],
+    lag_ms: Mapping[tuple[Topic, int], int],
+    noise_ms: float,
+    seed: int,
+) -> list[tuple[Topic, int, ScoreInput | LabelInput]]:
+    """Every partition's records in its own order, partitions interleaved as a reader would see
+    them if partition (topic, p) ran `lag_ms` behind the others, with exponential noise of mean
+    `noise_ms` on top (for benchmarks and tests: a realistic, reproducible interleaving)."""
+    rng = np.random.default_rng(seed)
+    keyed: list[tuple[float, int, Topic, int, ScoreInput | LabelInput]] = []
+    streams: list[tuple[Topic, int, Sequence[ScoreInput | LabelInput]]] = [
+        *(("scores", p, rows) for p, rows in enumerate(scores)),
+        *(("labels", p, rows) for p, rows in enumerate(labels)),
+    ]
+    for topic, p, rows in streams:
+        lag = lag_ms.get((topic, p), 0)
+        noise = rng.exponential(noise_ms, len(rows)) if noise_ms > 0 else np.zeros(len(rows))
+        clock = -np.inf
+        for row, extra in zip(rows, noise.tolist(), strict=True):
+            at = row.event_time_ms if isinstance(row, ScoreInput) else row.labeled_at_ms
+            clock = max(clock, at + lag + extra)
+            keyed.append((clock, len(keyed), topic, p, row))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [(topic, p, row) for _, _, topic, p, row in keyed]
 
 
 def _timed(

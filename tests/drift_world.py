@@ -21,6 +21,7 @@ import numpy as np
 from models.cluster_drift import Topic
 from models.drift_config import HOUR_MS, DriftConfig
 from models.drift_records import LabelInput, ScoreInput
+from models.drift_replay import lagged
 from models.features import FEATURE_NAMES
 from schemas.events import FraudScore, Label, from_epoch_ms
 
@@ -80,22 +81,8 @@ def interleave(
     lag_ms: dict[tuple[Topic, int], int],
     seed: int,
 ) -> list[tuple[Topic, int, ScoreInput | LabelInput]]:
-    """All records, each partition in its own order, partitions interleaved as if partition
-    (topic, p) ran `lag_ms` behind the others, plus random noise."""
-    rng = np.random.default_rng(seed)
-    keyed: list[tuple[float, int, Topic, int, ScoreInput | LabelInput]] = []
-    serial = 0
-    for topic, parts in (("scores", scores), ("labels", labels)):
-        for p, rows in enumerate(parts):
-            lag = lag_ms.get((topic, p), 0)
-            clock = -math.inf
-            for row in rows:
-                at = row.event_time_ms if isinstance(row, ScoreInput) else row.labeled_at_ms
-                clock = max(clock, at + lag + float(rng.exponential(3 * HOUR_MS)))
-                keyed.append((clock, serial, topic, p, row))
-                serial += 1
-    keyed.sort(key=lambda k: (k[0], k[1]))
-    return [(topic, p, row) for _, _, topic, p, row in keyed]
+    """All records, partitions interleaved as if (topic, p) ran `lag_ms` behind the others."""
+    return lagged(scores, labels, lag_ms, 3 * HOUR_MS, seed)
 
 
 def _score(i: int, t_ms: int, user: int, score: float, values: tuple[float, ...]) -> FraudScore:
