@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         description="How long the worker's producer gathers a batch (latency vs. batches).",
     )
     worker_store: str = Field("memory://", description="Faust table store (or rocksdb://).")
+    drift_rejoin_hours: int = Field(
+        192,
+        ge=0,
+        description="A drift monitor that takes the lead reads fraud-scores and labels again from "
+        "this many hours before the last hour its predecessor logged, so that labels of those "
+        "hours still meet their scores (older scores awaiting a label are lost on failover).",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="Worker and retrain service logs: text, or one JSON object a line."
     )
@@ -125,6 +132,11 @@ class Settings(BaseSettings):
     topic_drift: str = Field("drift-events", description="DriftEvent notifications.")
     topic_model_updates: str = Field("model-updates", description="ModelUpdate notifications.")
     topic_dlq: str = Field("transactions-dlq", description="Dead letters of bad transactions.")
+    topic_drift_inputs: str = Field(
+        "drift-inputs",
+        description="The drift monitor's log of closed hours (one partition; created by the "
+        "monitor if missing; keep it as long as the monitor should remember).",
+    )
 
     def allowed_lateness_ms(self) -> int:
         return round(self.allowed_lateness_s * 1000)
