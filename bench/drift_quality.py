@@ -2,7 +2,6 @@
 
     .venv/bin/python bench/drift_quality.py                 # seeds 4-9, ~8 min on 2 idle cores
     .venv/bin/python bench/drift_quality.py --seeds 1 2 3 --cache /tmp/driftwork/cache
-    .venv/bin/python bench/drift_quality.py --demo          # the `make demo` world, offline
 
 Per seed, with the project's own functions: simulate `--days` of the default world with every
 scenario (`card_testing` from `--drift-day`), train on the weeks before `--train-until`
@@ -27,11 +26,7 @@ interleaved as if each ran up to `--max-lag-hours` behind the others, plus noise
 
 Also checked: the partitioned, interleaved replay gives the same events as one partition read in
 time order, and on the first seed `detect_offline` on `FraudScore`/`Label` records gives them too.
-
-`--demo` checks the world of `make demo` instead (1,000 cards, 2,000 merchants, 46 days, card
-testing from day 36, the first model trained up to day 42): the history and live days scored
-offline as the worker scores them (empty user windows at the history's start), through the
-monitor in the demo's two partitions; it prints every event.
+`bench/drift_demo_world.py` checks the world of `make demo` the same way.
 """
 
 from __future__ import annotations
@@ -139,6 +134,20 @@ def prepare(setup: Setup, cache: Path | None) -> Scored:
                 arrays = {name: data[name] for name in data.files}
             meta = json.loads(str(arrays.pop("meta")))
             return Scored(**arrays, **meta)
+    scored = _score_seed(setup)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {k: getattr(scored, k) for k in ("as_of_ms", "drift_ms", "model_version")}
+        arrays = {
+            k: getattr(scored, k)
+            for k in scored.__dataclass_fields__
+            if isinstance(getattr(scored, k), np.ndarray)
+        }
+        np.savez(path, meta=json.dumps({**meta, "prepare_s": scored.prepare_s}), **arrays)
+    return scored
+
+
+def _score_seed(setup: Setup) -> Scored:
     began = time.perf_counter()
     traffic = simulate(
         SimulationConfig(
@@ -175,16 +184,7 @@ def prepare(setup: Setup, cache: Path | None) -> Scored:
     as_of_ms = traffic.config.start_s * 1000 + setup.train_until * DAY_MS
     first_scored = int(np.searchsorted(event_ms, as_of_ms))
     known = np.flatnonzero(labeled_ms[:first_scored] <= as_of_ms)
-    result = train(
-        transactions[:first_scored],
-        _labels(traffic, known),
-        TrainingConfig(as_of=from_epoch_ms(as_of_ms)),
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        registry = ModelRegistry(Path(tmp), "fraud-xgb")
-        version = registry.register(result.model_bytes, result.metadata).version
-        registry.promote(version, reason="bench")
-        scorer = Scorer.from_loaded(registry.load())
+    scorer, version = _trained(transactions[:first_scored], _labels(traffic, known), as_of_ms)
     # fraud_label_times(labels) over the full label file, as `fraudstream score --labels` does.
     fraud_times = {ids[i]: int(labeled_ms[i]) for i in np.flatnonzero(traffic.is_fraud)}
     matrix = FeatureBuilder(fraud_labels=fraud_times).build(transactions).matrix[first_scored:]
@@ -193,13 +193,12 @@ def prepare(setup: Setup, cache: Path | None) -> Scored:
 
     dmatrix = xgb.DMatrix(matrix, feature_names=list(FEATURE_NAMES))
     score = scorer.booster.predict(dmatrix).astype(np.float64)
-    flagged = np.array([scorer.thresholds.decide(float(s)) != "approve" for s in score])
-    scored = Scored(
+    return Scored(
         transaction_id=traffic.transaction_id[first_scored:],
         user_id=traffic.user_id[first_scored:],
         event_ms=event_ms[first_scored:],
         score=score,
-        flagged=flagged,
+        flagged=np.array([scorer.thresholds.decide(float(s)) != "approve" for s in score]),
         features=matrix,
         labeled_ms=labeled_ms[first_scored:],
         is_fraud=traffic.is_fraud[first_scored:],
@@ -209,16 +208,18 @@ def prepare(setup: Setup, cache: Path | None) -> Scored:
         model_version=version,
         prepare_s=time.perf_counter() - began,
     )
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {k: getattr(scored, k) for k in ("as_of_ms", "drift_ms", "model_version")}
-        arrays = {
-            k: getattr(scored, k)
-            for k in scored.__dataclass_fields__
-            if isinstance(getattr(scored, k), np.ndarray)
-        }
-        np.savez(path, meta=json.dumps({**meta, "prepare_s": scored.prepare_s}), **arrays)
-    return scored
+
+
+def _trained(
+    transactions: list[Transaction], labels: list[Label], as_of_ms: int
+) -> tuple[Scorer, str]:
+    """Train, register, promote and load the first model, as `fraudstream train --promote`."""
+    result = train(transactions, labels, TrainingConfig(as_of=from_epoch_ms(as_of_ms)))
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = ModelRegistry(Path(tmp), "fraud-xgb")
+        version = registry.register(result.model_bytes, result.metadata).version
+        registry.promote(version, reason="bench")
+        return Scorer.from_loaded(registry.load()), version
 
 
 def monitor_inputs(data: Scored, config: DriftConfig) -> tuple[list[ScoreInput], list[LabelInput]]:
@@ -410,45 +411,6 @@ def run_seed(setup: Setup, cache: Path | None, config: DriftConfig, check: bool)
     return result
 
 
-def demo_world(partitions: int = 2) -> dict[str, Any]:
-    """The `make demo` world scored offline as its worker scores it, through the monitor."""
-    from fraudstream.demo import day_start, simulate_and_train
-    from fraudstream.demo_live import DAYS, DRIFT_DAY, HISTORY_DAYS, LIVE_FROM_DAY
-    from models.features import fraud_label_times
-    from models.scoring import score_offline
-
-    began = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        data = simulate_and_train(Path(tmp), DAYS, LIVE_FROM_DAY, drift_day=DRIFT_DAY)
-        first = epoch_ms(day_start(LIVE_FROM_DAY - HISTORY_DAYS))
-        end = epoch_ms(day_start(DAYS))
-        streamed = [tx for tx in data.transactions if first <= epoch_ms(tx.timestamp) < end]
-        scorer = Scorer.from_loaded(data.registry.load())
-        scores = list(score_offline(streamed, scorer, fraud_label_times(data.labels)))
-        labels = [lab for lab in data.labels if lab.labeled_at and epoch_ms(lab.labeled_at) < end]
-    config = DriftConfig()
-    rows = [ScoreInput.from_event(s, config) for s in scores]
-    users = [s.user_id for s in scores]
-    timed = sorted(
-        (lab for lab in map(LabelInput.from_event, labels) if lab is not None),
-        key=lambda lab: lab.labeled_at_ms,
-    )
-    by_score, by_label = partition(rows, users, timed, partitions)
-    run = replay_offline(by_time(by_score, by_label), partitions, partitions, config, LATENESS_MS)
-    events = sorted(run.events, key=lambda e: (epoch_ms(e.detected_at), e.signal))
-    return {
-        "scored": len(scores),
-        "labels": len(timed),
-        "history_starts": day_start(LIVE_FROM_DAY - HISTORY_DAYS).isoformat(),
-        "drift_starts": day_start(DRIFT_DAY).isoformat(),
-        "live_starts": day_start(LIVE_FROM_DAY).isoformat(),
-        "events": [
-            [e.detected_at.isoformat(), e.detector, e.signal, e.model_version] for e in events
-        ],
-        "seconds": round(time.perf_counter() - began, 1),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[4, 5, 6, 7, 8, 9])
@@ -467,13 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-lag-hours", type=float, default=6.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=None, help="keep prepared seeds here")
-    parser.add_argument("--demo", action="store_true", help="check the `make demo` world")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    if args.demo:
-        result = demo_world()
-        print(json.dumps(result, indent=2) if args.json else _demo_text(result))
-        return 0
     config = DriftConfig()
     if args.warmup_days is None:
         args.warmup_days = config.warmup_buckets * config.bucket_ms / DAY_MS
@@ -504,19 +461,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report(results, setups[0], elapsed)
     return 0
-
-
-def _demo_text(result: dict[str, Any]) -> str:
-    lines = [
-        f"demo world: {result['scored']:,} scores, {result['labels']:,} labels; history from "
-        f"{result['history_starts'][:10]}, card testing from {result['drift_starts'][:10]}, "
-        f"live from {result['live_starts'][:10]} ({result['seconds']} s)",
-        f"{len(result['events'])} drift events:",
-    ]
-    lines += [
-        f"  {at[:16]}  {detector} on {signal} ({v})" for at, detector, signal, v in result["events"]
-    ]
-    return "\n".join(lines)
 
 
 def report(results: list[dict[str, Any]], setup: Setup, elapsed: float) -> None:

@@ -200,9 +200,7 @@ class ClusterDriftCore:
         rows = [row for part in parts for row in part.rows]
         champion = champion_of([row.model_version for row in rows])
         sums = BucketSums(len(self.config.signals))
-        for row in rows:
-            if row.model_version == champion:
-                sums.add(row.signals)
+        sums.add_rows([row.signals for row in rows if row.model_version == champion])
         self.champions.note(hour, champion)
         canonical = sorted(rows, key=lambda r: (r.event_time_ms, r.transaction_id))
         self.join.insert(hour, ((r.transaction_id, r.scored) for r in canonical))

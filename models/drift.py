@@ -132,7 +132,7 @@ class DriftMonitor:
         self.model_version: str = _VERSION.validate_python(model_version)
         self._signals = [self._new_data_signal(name) for name in self._names]
         self._bucket: int | None = None
-        self._open = BucketSums(len(self._names))
+        self._open: list[tuple[float | None, ...]] = []  # shaped rows of the open bucket
         self._buckets_closed = 0
         self._miss = MissStream(self.config)
         self._miss_quiet_until_ms = -(2**62)
@@ -177,10 +177,12 @@ class DriftMonitor:
             if self._bucket is None:
                 self._bucket = bucket
             elif bucket > self._bucket:
-                events += self.observe_bucket(self._bucket, self._open.stats())
-                self._bucket, self._open = bucket, BucketSums(len(self._names))
+                sums = BucketSums(len(self._names))
+                sums.add_rows(self._open)
+                events += self.observe_bucket(self._bucket, sums.stats())
+                self._bucket, self._open = bucket, []
             values = (score, *row)
-            self._open.add(
+            self._open.append(
                 tuple(shape(v, how) for v, how in zip(values, self._transforms, strict=True))
             )
         return events
@@ -275,7 +277,7 @@ class DriftMonitor:
         """Current window statistics per signal, for metrics and logs (all finite)."""
         stats: dict[str, float] = {
             "buckets_closed": float(self._buckets_closed),
-            "open_bucket_count": float(self._open.rows),
+            "open_bucket_count": float(len(self._open)),
         }
         for signal in self._signals:
             prefix = signal.name

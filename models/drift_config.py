@@ -13,11 +13,12 @@ DAY_MS = 24 * HOUR_MS
 SCORE_SIGNAL = "score"
 MISS_SIGNAL = "fraud_miss_rate"
 
-Transform = Literal["identity", "log1p", "logit"]
+Transform = Literal["identity", "log1p", "log1p_day", "logit"]
 """How a per-transaction value is shaped before it is averaged: `log1p` tames heavy-tailed
 amounts and durations (a negative value has no logarithm and is left out: it is the feature's
-"none", e.g. the time since the previous payment of a card's first payment), `logit` spreads
-scores near 0 and 1."""
+"none", e.g. the time since the previous payment of a card's first payment); `log1p_day` does
+the same for durations in seconds under a day and leaves longer ones out; `logit` spreads scores
+near 0 and 1."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,12 @@ class DriftConfig:
     features: tuple[tuple[str, Transform], ...] = (
         ("amount", "log1p"),
         ("user_tx_count_1h", "identity"),
-        ("user_seconds_since_prev", "log1p"),
+        ("user_seconds_since_prev", "log1p_day"),
     )
     """Monitored features (names from `models.features.FEATURE_NAMES`) and their transforms.
+    The time since the card's previous payment is watched among payments within a day of it:
+    bursts live there, while longer gaps are what a worker that started with empty windows
+    cannot see yet — their share grows for weeks after a start and looked like drift.
     Event statistics (`mean_before` = the hour's baseline, `mean_after` = the bucket) are in
     transformed units."""
     data_ph_delta: float = 0.5

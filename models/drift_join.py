@@ -36,14 +36,6 @@ class JoinCounts:
     expired_scores: int = 0
 
 
-class _Entry:
-    __slots__ = ("labelled", "scored")
-
-    def __init__(self, scored: Scored) -> None:
-        self.scored = scored
-        self.labelled = False
-
-
 class HourlyJoin:
     """Scores of closed hours by transaction id, for the labels that come later (see module)."""
 
@@ -52,8 +44,9 @@ class HourlyJoin:
             raise ValueError("horizon_hours and max_scores must be positive")
         self.horizon_hours = horizon_hours
         self.max_scores = max_scores
-        self._hours: OrderedDict[int, dict[str, _Entry]] = OrderedDict()
+        self._hours: OrderedDict[int, dict[str, Scored]] = OrderedDict()
         self._hour_of: dict[str, int] = {}
+        self._labelled: set[str] = set()
         self._expired_before: int | None = None
         self.counts = JoinCounts()
 
@@ -64,16 +57,16 @@ class HourlyJoin:
         """The scores of one closed hour, in a canonical order; hours come in ascending order."""
         if self._hours and hour <= next(reversed(self._hours)):
             raise ValueError(f"hour {hour} inserted after a later one")
-        entries: dict[str, _Entry] = {}
+        known = self._hour_of
+        entries: dict[str, Scored] = {}
         for transaction_id, scored in rows:
-            if transaction_id in self._hour_of or transaction_id in entries:
+            if transaction_id in known or transaction_id in entries:
                 self.counts.duplicate_scores += 1
-                continue
-            entries[transaction_id] = _Entry(scored)
+            else:
+                entries[transaction_id] = scored
         if entries:
             self._hours[hour] = entries
-            for transaction_id in entries:
-                self._hour_of[transaction_id] = hour
+            known.update(dict.fromkeys(entries, hour))
             self.counts.inserted += len(entries)
 
     def claim(self, transaction_id: str, label_hour: int) -> Scored | Literal["repeat"] | None:
@@ -82,11 +75,10 @@ class HourlyJoin:
         hour = self._hour_of.get(transaction_id)
         if hour is None or hour > label_hour:
             return None
-        entry = self._hours[hour][transaction_id]
-        if entry.labelled:
+        if transaction_id in self._labelled:
             return "repeat"
-        entry.labelled = True
-        return entry.scored
+        self._labelled.add(transaction_id)
+        return self._hours[hour][transaction_id]
 
     def expire(self, before_hour: int) -> None:
         """Forget hours older than the horizon before `before_hour`, then the oldest hours while
@@ -108,4 +100,5 @@ class HourlyJoin:
             held -= len(entries)
             for transaction_id in entries:
                 del self._hour_of[transaction_id]
+                self._labelled.discard(transaction_id)
             self.counts.expired_scores += len(entries)

@@ -10,6 +10,7 @@ far below anything a z-score can see (a score of 0.1 moves by less than 1e-9).
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ _SCALE = 1 << _SCALE_BITS
 _LIMIT = float(1 << 30)
 """Shaped values are clipped to +-2**30 before rounding (no real feature comes close)."""
 _LOGIT_EPS = 1e-6
+_DAY_S = 86_400.0
 _MIN_MISS_RATE = 0.02
 """Floor of the baseline miss rate when scaling the bits (a near-perfect warm-up is luck)."""
 
@@ -42,6 +44,8 @@ def shape(value: float, how: Transform) -> float | None:
         return None
     if how == "log1p":
         return math.log1p(value) if value >= 0.0 else None
+    if how == "log1p_day":
+        return math.log1p(value) if 0.0 <= value < _DAY_S else None
     if how == "logit":
         p = min(max(value, _LOGIT_EPS), 1.0 - _LOGIT_EPS)
         return math.log(p / (1.0 - p))
@@ -86,14 +90,21 @@ class BucketSums:
 
     def add(self, values: Sequence[float | None]) -> None:
         """One transaction's shaped values (None: no value for that signal)."""
-        self.rows += 1
-        for i, value in enumerate(values):
-            if value is None:
-                continue
-            q = round(min(max(value, -_LIMIT), _LIMIT) * _SCALE)
-            self.counts[i] += 1
-            self.totals[i] += q
-            self.squares[i] += q * q
+        self.add_rows([values])
+
+    def add_rows(self, rows: Sequence[Sequence[float | None]]) -> None:
+        """Many transactions at once (the same integers as adding them one by one)."""
+        if not rows:
+            return
+        self.rows += len(rows)
+        matrix = np.array(rows, dtype=np.float64)  # None becomes nan
+        for i in range(len(self.counts)):
+            column = matrix[:, i]
+            column = column[~np.isnan(column)]
+            grid = np.rint(np.clip(column, -_LIMIT, _LIMIT) * _SCALE).astype(np.int64).tolist()
+            self.counts[i] += len(grid)
+            self.totals[i] += sum(grid)
+            self.squares[i] += sum(map(operator.mul, grid, grid))
 
     def merge(self, other: BucketSums) -> None:
         self.rows += other.rows
