@@ -18,12 +18,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from models.drift_records import HourRecord, decode_record
-from schemas.errors import DeliveryError
+from schemas.errors import DeliveryError, FraudstreamError
 
 log = logging.getLogger("fraudstream.drift")
 
 LOG_KEY = b"drift-inputs"
 _TOPIC_EXISTS = 36
+
+
+class DriftLogError(FraudstreamError):
+    """The inputs log cannot be created or read (yet): the monitor waits and tries again."""
 
 
 async def ensure_topic(
@@ -38,7 +42,7 @@ async def ensure_topic(
         response = await admin.create_topics([NewTopic(topic, 1, replication_factor)])
         for name, code, *_ in response.topic_errors:
             if code not in (0, _TOPIC_EXISTS):
-                raise RuntimeError(f"cannot create the drift inputs log {name}: error {code}")
+                raise DriftLogError(f"cannot create the drift inputs log {name}: error {code}")
         log.info("created the drift inputs log %s", topic)
     finally:
         await admin.close()
@@ -65,9 +69,7 @@ async def read_log(
         deadline = asyncio.get_running_loop().time() + timeout_s
         while not await _caught_up(consumer, partitions):
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(
-                    f"the drift inputs log {topic} was not read within {timeout_s} s"
-                )
+                raise DriftLogError(f"the drift inputs log {topic} was not read in {timeout_s} s")
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp in sorted(batches, key=lambda tp: tp.partition):
                 for message in batches[tp]:

@@ -33,7 +33,7 @@ from models.drift_config import DEFAULT_DRIFT_CONFIG, HOUR_MS, DriftConfig
 from models.drift_records import HourRecord, LabelInput, ScoreHour, ScoreInput, encode_record
 from models.drift_replay import Restored, restore
 from schemas.events import FraudScore, Label
-from stream_app.drift_log import LOG_KEY, ensure_topic, partitions_of, read_log
+from stream_app.drift_log import LOG_KEY, DriftLogError, ensure_topic, partitions_of, read_log
 
 log = logging.getLogger("fraudstream.drift")
 
@@ -210,9 +210,9 @@ def _offsets(session: _Session) -> list[tuple[TopicPartition, int]]:
 class DriftMonitorRunner:
     """Runs the cluster's drift monitor while `is_leader()` says so (see the module docstring).
 
-    `run()` until `stop()`. Failures to publish (`sink.deliver()` raising) end `run()` with that
-    error, like any other lost output in the worker; broker trouble while becoming leader is
-    logged and retried.
+    `run()` until `stop()`. Failures to publish (`sink.send` or `sink.deliver()` raising) end
+    `run()` with that error, like any other lost output in the worker; broker trouble while
+    becoming leader or reading is logged, and the monitor rebuilds itself from the log.
     """
 
     def __init__(
@@ -249,7 +249,14 @@ class DriftMonitorRunner:
                 if self._session is None and not await self._take_lead():
                     continue
                 assert self._session is not None  # noqa: S101 - set by _take_lead
-                await self._publish(await self._session.step(self._clock()))
+                try:
+                    records = await self._session.step(self._clock())
+                except KafkaError as exc:  # the state is in the log: start over from there
+                    log.warning("drift monitor lost its input (%r); rebuilding", exc)
+                    await self._resign()
+                    await self._pause(_RETRY_S)
+                    continue
+                await self._publish(records)
         finally:
             await self._resign()
             self._stopped.set()
@@ -262,7 +269,7 @@ class DriftMonitorRunner:
     async def _take_lead(self) -> bool:
         try:
             self._session = await _Session.open(self.config, self.drift, self._clock())
-        except (KafkaError, OSError, TimeoutError) as exc:
+        except (KafkaError, OSError, TimeoutError, DriftLogError) as exc:
             log.warning("drift monitor cannot start yet (%r); retrying", exc)
             await self._pause(_RETRY_S)
             return False
