@@ -46,8 +46,9 @@ class EventSink(Protocol):
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None: ...
 
-    async def deliver(self) -> None:
-        """Wait until everything sent so far is acknowledged; raise if anything failed."""
+    async def deliver(self) -> object:
+        """Wait until everything sent so far is acknowledged; raise if anything failed (what it
+        returns is ignored: the worker's `faust_tuning.Publisher` returns a count)."""
 
 
 @dataclass(frozen=True)
