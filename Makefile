@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit bench profile soak reliability drift-quality schemas clean
+.PHONY: install demo test lint typecheck unit bench profile soak reliability drift-quality drift-demo-world schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,13 @@ profile: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/pytest -m slow -s tests/integration/test_soak.py
 
+## Drift detection quality of the cluster's monitor: seeds 4-9 (~20 min on 2 cores).
 drift-quality: $(STAMP)
 	$(BIN)/python bench/drift_quality.py
+
+## The cluster's drift monitor over the `make demo` world, offline: every event it publishes.
+drift-demo-world: $(STAMP)
+	$(BIN)/python bench/drift_demo_world.py
 
 schemas: $(STAMP)
 	$(BIN)/fraudstream schemas export --out schemas/json

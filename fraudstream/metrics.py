@@ -77,6 +77,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "fraudstream_labels_unattributable_total",
         "fraudstream_merchant_final_lag_hours",
         "fraudstream_transactions_redelivered_total",
+        "fraudstream_drift_monitor",
         # retrain service
         "fraudstream_retrain_runs_total",
         "fraudstream_retrain_duration_seconds",

@@ -22,6 +22,7 @@ TOPIC_FIELDS = {
     "drift-events": "topic_drift",
     "model-updates": "topic_model_updates",
     "merchant-hours": "topic_merchant_log",
+    "drift-inputs": "topic_drift_inputs",
 }
 """Every topic the system uses: role (DESIGN.md's default name) -> the setting naming it."""
 TOPIC_ROLES = tuple(TOPIC_FIELDS)
@@ -116,6 +117,19 @@ class Settings(BaseSettings):
         description="How long the worker's producer gathers a batch (latency vs. batches).",
     )
     worker_store: str = Field("memory://", description="Faust table store (or rocksdb://).")
+    drift_scores_idle_s: float = Field(
+        300.0,
+        gt=0,
+        description="A fraud-scores partition with nothing new for this long stops holding the "
+        "drift monitor's hours back (workers pause partitions while they wait).",
+    )
+    drift_rejoin_hours: int = Field(
+        192,
+        ge=0,
+        description="A drift monitor that takes the lead reads fraud-scores and labels again from "
+        "this many hours before the last hour its predecessor logged, so that labels of those "
+        "hours still meet their scores (older scores awaiting a label are lost on failover).",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="Worker and retrain service logs: text, or one JSON object a line."
     )
@@ -137,6 +151,11 @@ class Settings(BaseSettings):
         "merchant-hours",
         description="Internal: final hourly merchant partials every worker reads (retention "
         ">= 45 days, never compacted).",
+    )
+    topic_drift_inputs: str = Field(
+        "drift-inputs",
+        description="Internal: the drift monitor's log of closed hours (one partition; keep it "
+        "as long as the monitor should remember).",
     )
 
     def allowed_lateness_ms(self) -> int:

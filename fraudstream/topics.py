@@ -54,16 +54,21 @@ def create_system_topics(
     partitions: int,
     replication_factor: int = 1,
 ) -> dict[str, str]:
-    """Create the system's topics (role -> name) with what each role needs: the merchant log
-    has one partition and keeps the longest merchant window plus the lookback."""
+    """Create the system's topics (role -> name) with what each role needs: the internal logs
+    have one partition (one order for every reader); the merchant log keeps the longest merchant
+    window plus the lookback, the drift monitor's inputs are kept for ever."""
     from stream_app.merchant_log import RETENTION_MS
 
-    log_name = topics.get("merchant-hours")
-    others = [name for role, name in topics.items() if role != "merchant-hours"]
+    configs = {
+        "merchant-hours": {"retention.ms": str(RETENTION_MS), "cleanup.policy": "delete"},
+        "drift-inputs": {"retention.ms": "-1", "cleanup.policy": "delete"},
+    }
+    others = [name for role, name in topics.items() if role not in configs]
     result = create_topics(client_config, others, partitions, replication_factor)
-    if log_name is not None:
-        config = {"retention.ms": str(RETENTION_MS), "cleanup.policy": "delete"}
-        result |= create_topics(
-            client_config, [log_name], 1, replication_factor, config={log_name: config}
-        )
+    for role, config in configs.items():
+        name = topics.get(role)
+        if name is not None:
+            result |= create_topics(
+                client_config, [name], 1, replication_factor, config={name: config}
+            )
     return result

@@ -33,7 +33,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from models.merchant_partials import FinalHours, Source
 from models.merchant_window import EMPTY, MERCHANT_WINDOWS, MerchantValues
@@ -105,6 +105,9 @@ class MerchantHistory:
         self._last_trim: int | None = None
         self.inexact = 0
         """Requests for boundaries older than what is kept (answered from what is left)."""
+        self.hold: Callable[[], int | None] = lambda: None
+        """The oldest boundary a waiting transaction still needs (nothing from it back to the
+        lookback is trimmed; None: only the final boundary counts). Set by the scorer."""
         self.duplicates = 0
         """Hours received again for a source that had closed them already (restarts)."""
 
@@ -213,7 +216,9 @@ class MerchantHistory:
     # -- memory -----------------------------------------------------------------------------
     def _trim(self, final: int) -> None:
         self._last_trim = final
-        oldest_boundary = final - self.lookback_hours
+        held = self.hold()
+        keep = final if held is None else min(final, held)
+        oldest_boundary = keep - self.lookback_hours
         oldest_hour = oldest_boundary - _LONGEST
         self._trimmed_before = oldest_hour
         for merchant in list(self._tx):

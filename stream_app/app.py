@@ -32,12 +32,19 @@ from models.scoring import Scorer
 from models.seen_ids import DEFAULT_DEDUPE_HORIZON_MS
 from schemas.errors import DeliveryError
 from stream_app import faust_tuning, merchant_log
+from stream_app.drift_monitor import DriftMonitorRunner, MonitorConfig
 from stream_app.live_models import LiveModels
 from stream_app.metrics import WorkerMetrics, serve
 from stream_app.model_follower import follow_model_updates
 from stream_app.pipeline import PipelineConfig, ScoringPipeline
 from stream_app.topic_limits import dead_letter_limit
-from stream_app.worker_shell import MAX_FETCH_BYTES, MerchantLogReader, TableStore, WorkerShell
+from stream_app.worker_shell import (
+    MAX_FETCH_BYTES,
+    EndProbe,
+    MerchantLogReader,
+    TableStore,
+    WorkerShell,
+)
 
 log = logging.getLogger("fraudstream.worker")
 
@@ -61,6 +68,7 @@ class WorkerConfig:
     partitions: int
     registry_dir: str
     model_name: str
+    topic_drift_inputs: str = "drift-inputs"
     fetch_wait_ms: int = 5
     batch_max: int = 500
     user_cache_size: int = 20_000
@@ -74,6 +82,9 @@ class WorkerConfig:
     max_future_ms: int = 86_400_000
     max_queued: int = 20_000
     use_labels: bool = True
+    drift_rejoin_hours: int = 192
+    drift_scores_idle_s: float = 300.0
+    replication_factor: int = 1
     commit_interval_s: float = 1.0
     producer_linger_s: float = 0.005
     store: str = "memory://"
@@ -171,8 +182,38 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             metrics,
         )
         shell.reader = reader
+        shell.probe = EndProbe(config.bootstrap, config.kafka_security)
         shell.started.set()
         await _run_delivering(reader.run())
+
+    monitor = DriftMonitorRunner(
+        MonitorConfig(
+            bootstrap=config.bootstrap,
+            topic_scores=config.topic_scores,
+            topic_labels=config.topic_labels,
+            topic_drift=config.topic_drift,
+            topic_inputs=config.topic_drift_inputs,
+            fetch_wait_ms=config.fetch_wait_ms,
+            allowed_lateness_ms=config.allowed_lateness_ms,
+            idle_partition_s=config.idle_partition_s,
+            rejoin_hours=config.drift_rejoin_hours,
+            replication_factor=config.replication_factor,
+            kafka_security=config.kafka_security,
+            scores_idle_s=config.drift_scores_idle_s,
+        ),
+        sink=faust_tuning.Publisher(app, log),
+        is_leader=app.is_leader,
+        on_event=lambda event: metrics.drift_events.labels(event.detector, event.signal).inc(),
+    )
+
+    @app.task
+    async def drift_monitor() -> None:
+        """The cluster's one drift monitor: runs in whichever worker leads the group."""
+        await _run_delivering(monitor.run())
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_monitor(sender: Any, **kwargs: Any) -> None:
+        await monitor.stop()
 
     @app.task
     async def models_and_readiness() -> None:
@@ -198,10 +239,18 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     @app.timer(interval=2.0)
     async def update_gauges() -> None:
         shell.export()
+        _export_monitor(monitor, models, metrics)
 
     @app.timer(interval=5.0)
     async def report_progress() -> None:
         _report(shell, models)
+        log.info("bytes sent per topic %s", dict(publisher.sent))
+        if monitor.leading:
+            stats = monitor.metrics()
+            log.info(
+                "drift monitor: %s",
+                {k: v for k, v in stats.items() if not k.startswith("detector.")},
+            )
 
     return app
 
@@ -268,6 +317,21 @@ def _show_models(models: LiveModels, metrics: WorkerMetrics) -> None:
     for outcome, now in (("applied", models.counts.applied), ("rejected", models.counts.rejected)):
         metrics.model_swaps.labels(outcome).inc(now - _swaps_seen[outcome])
         _swaps_seen[outcome] = now
+
+
+def _export_monitor(
+    monitor: DriftMonitorRunner, models: LiveModels, metrics: WorkerMetrics
+) -> None:
+    for name, value in monitor.metrics().items():
+        if not name.startswith("detector."):  # per-signal detector internals stay in logs
+            metrics.monitor.labels(name).set(value)
+    roles = {models.champion.version: "champion"}
+    if models.shadow is not None:
+        roles[models.shadow.version] = "shadow"
+    report = monitor.quality()
+    for version, role in roles.items():
+        for name, value in report.get(version, {}).items():
+            metrics.online_quality.labels(role, name).set(value)
 
 
 def _report(shell: WorkerShell, models: LiveModels) -> None:

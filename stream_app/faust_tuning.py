@@ -35,6 +35,7 @@ import asyncio
 import inspect
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -337,6 +338,8 @@ class Publisher:
         self._log = log or logging.getLogger("fraudstream.worker.publisher")
         self.dropped = 0
         self.shrunk = 0
+        self.sent: Counter[str] = Counter()
+        """Bytes sent per topic (keys and values), for the worker's progress report."""
 
     async def send(
         self,
@@ -348,6 +351,7 @@ class Publisher:
         fallback: Fallback | None = None,
     ) -> None:
         """Queue one record; `on_delivered(RecordMetadata)` runs in `deliver()`."""
+        self.sent[topic] += len(value) + (len(key) if key else 0)
         try:
             future = await self._raw().send(topic, value, key=key, partition=partition)
         except _SIZE_ERRORS as exc:

@@ -158,6 +158,14 @@ class WorkerMetrics:
             "identical score).",
             registry=r,
         )
+        self.monitor = Gauge(
+            "fraudstream_drift_monitor",
+            "The cluster's drift monitor, in the worker that leads (leading 1/0; activations, "
+            "inputs replayed and logged, events published; core.*: watermarks, late and "
+            "unmatched records since this term began).",
+            ["stat"],
+            registry=r,
+        )
         self.merchant_final_lag = Gauge(
             "fraudstream_merchant_final_lag_hours",
             "Event-time hours between the newest closed hour of any partition and the final "

@@ -170,6 +170,12 @@ class ScoringPipeline:
         self._partitions: dict[Source, _Partition] = {}
         self.scores_partitions = config.scores_partitions
         """Partitions of the scores topic (known once the topic is declared)."""
+        history.hold = self._oldest_needed
+
+    def _oldest_needed(self) -> int | None:
+        """The oldest boundary a queued transaction waits for (merchant history keeps it)."""
+        heads = [boundary_hour(p.queue[0].ts_ms) for p in self._partitions.values() if p.queue]
+        return min(heads) if heads else None
 
     # -- ownership --------------------------------------------------------------------------
     def assign(self, source: Source, final: FinalHours | None, committed: int | None) -> int:

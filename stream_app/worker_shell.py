@@ -123,6 +123,48 @@ class MerchantLogReader:
             await asyncio.wait_for(self._progress.wait_for(done), timeout_s)
 
 
+class EndProbe:
+    """The true end of partitions, from a fetch of their own (a partition is only idle when
+    nothing is left to read: the consumer's own high watermark can be older than the data —
+    a partition not fetched lately looks caught up — and on the embedded broker ListOffsets
+    answers with the end of a partition's first batch)."""
+
+    def __init__(self, bootstrap: str, security: Mapping[str, Any]) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=10,
+            max_partition_fetch_bytes=1024,  # a batch at most: only the high watermark matters
+            **security,
+        )
+        self._started = False
+
+    async def ends(self, positions: Mapping[TP, int], timeout_s: float = 2.0) -> dict[TP, int]:
+        """Partition -> end offset, for the partitions that answered within the timeout."""
+        consumer = self._consumer
+        if not self._started:
+            await consumer.start()
+            self._started = True
+        tps = [TopicPartition(tp.topic, tp.partition) for tp in positions]
+        consumer.assign(tps)
+        for tp, position in zip(tps, positions.values(), strict=True):
+            consumer.seek(tp, position)
+        ends: dict[TP, int] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while len(ends) < len(tps) and loop.time() < deadline:
+            await consumer.getmany(*tps, timeout_ms=100)
+            for tp, asked in zip(tps, positions, strict=True):
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    ends[asked] = highwater
+        return ends
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._consumer.stop()
+
+
 class WorkerShell:
     """faust's consumer → `ScoringPipeline` (faust_tuning.BatchHandler)."""
 
@@ -144,6 +186,7 @@ class WorkerShell:
         self.lock = asyncio.Lock()
         self.rebalancing = False
         self.reader: MerchantLogReader | None = None
+        self.probe: EndProbe | None = None
         self._caught_up_since: dict[Source, float] = {}
         self._idle: set[Source] = set()
         self._restoring: set[Source] = set()
@@ -241,12 +284,13 @@ class WorkerShell:
 
     async def tick_idle(self) -> None:
         """Partitions with nothing left to read for `idle_partition_s` stop holding the final
-        boundary back (a quiet partition in live traffic, the end of a replay)."""
+        boundary back (a quiet partition in live traffic, the end of a replay). Looking
+        caught up is not enough: the true end is confirmed by a fetch (`EndProbe`)."""
         consumer = self.app.consumer
         now = time.monotonic()
-        idle: list[Source] = []
+        candidates: dict[TP, int] = {}
         for source in self.pipeline.owned():
-            tp = TP(self._topics_of[source.kind], source.partition)
+            tp = self.tp(source)
             highwater = _highwater(consumer, tp)
             position = self.pipeline.position(source)
             if highwater is None or position is None or position < highwater:
@@ -255,7 +299,16 @@ class WorkerShell:
                 continue
             since = self._caught_up_since.setdefault(source, now)
             if now - since >= self.idle_partition_s:
-                idle.append(source)
+                candidates[tp] = position
+        idle: list[Source] = []
+        if candidates and self.probe is not None:
+            ends = await self.probe.ends(candidates)
+            for tp, position in candidates.items():
+                source = self._source(tp)
+                if ends.get(tp, position + 1) <= position:
+                    idle.append(source)
+                else:  # records wait that this worker has not fetched yet
+                    self._caught_up_since.pop(source, None)
         self._idle = set(idle)
         if idle:
             async with self.lock:

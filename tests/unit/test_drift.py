@@ -10,7 +10,8 @@ import random
 import numpy as np
 import pytest
 
-from models.drift import MISS_SIGNAL, SCORE_SIGNAL, DriftConfig, DriftMonitor, detect_offline
+from models.drift import MISS_SIGNAL, SCORE_SIGNAL, DriftConfig, DriftMonitor
+from models.drift_replay import detect_offline
 from models.features import FEATURE_NAMES
 from schemas.events import DriftEvent, FraudScore, Label, epoch_ms, from_epoch_ms
 
@@ -130,7 +131,7 @@ def test_a_velocity_burst_pattern_is_seen_on_the_count_feature() -> None:
     assert epoch_ms(events[0].detected_at) >= T0 + 6 * DAY
 
 
-def test_rows_with_non_finite_values_are_ignored_and_statistics_stay_finite() -> None:
+def test_values_a_transaction_lacks_are_left_out_of_their_signal_only() -> None:
     data = traffic(days=3)
     data.features[::50, AMOUNT] = np.nan
     data.scores[::70] = 1.0  # certain scores: their logit is clipped, not infinite
@@ -142,10 +143,15 @@ def test_rows_with_non_finite_values_are_ignored_and_statistics_stay_finite() ->
     assert all(isinstance(v, float) and math.isfinite(v) for v in stats.values())
 
     fresh = DriftMonitor("v1")
-    rows = np.ones((10, N_FEATURES))
+    rows = np.ones((11, N_FEATURES))
     rows[[1, 4, 7], SINCE_PREV] = np.inf
-    assert fresh.observe_scores([T0] * 10, [0.1] * 10, rows) == []
-    assert fresh.statistics()["open_bucket_count"] == 7
+    rows[[2, 5], SINCE_PREV] = -1.0  # a card's first payment: no time since the previous one
+    times = [T0] * 10 + [T0 + HOUR]  # the last row closes the first hour
+    assert fresh.observe_scores(times, [0.1] * 11, rows) == []
+    stats = fresh.statistics()
+    assert stats["open_bucket_count"] == 1
+    assert stats["user_seconds_since_prev.bucket_count"] == 5
+    assert stats["amount.bucket_count"] == stats[f"{SCORE_SIGNAL}.bucket_count"] == 10
     assert fresh.observe_scores([], [], np.zeros((0, N_FEATURES))) == []
 
 
