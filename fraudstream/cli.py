@@ -696,6 +696,9 @@ def worker_config(settings: Settings, registry: Path | None = None) -> Any:
         data_dir=str(settings.state_dir / "worker-data" / settings.app_id),
         metrics_port=settings.metrics_port,
         kafka_security=settings.aiokafka_security(),
+        client_config={
+            k: v for k, v in settings.kafka_client_config().items() if k != "bootstrap.servers"
+        },
         broker_credentials=faust_credentials(settings),
     )
 

@@ -33,6 +33,7 @@ from models.seen_ids import DEFAULT_DEDUPE_HORIZON_MS
 from schemas.errors import DeliveryError
 from stream_app import faust_tuning, merchant_log
 from stream_app.drift_monitor import DriftMonitorRunner, MonitorConfig
+from stream_app.kafka_sink import ConfluentSink
 from stream_app.live_models import LiveModels
 from stream_app.metrics import WorkerMetrics, serve
 from stream_app.model_follower import follow_model_updates
@@ -94,6 +95,8 @@ class WorkerConfig:
     metrics_port: int | None = None
     kafka_security: Mapping[str, Any] = field(default_factory=dict, repr=False)
     """aiokafka keyword arguments (security protocol, SASL, SSL context); never printed."""
+    client_config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """The same for librdkafka (the outputs' producer): `bootstrap.servers`, security."""
     broker_credentials: Any = field(default=None, repr=False)
     """Faust's form of the same (SASLCredentials / SSLCredentials)."""
 
@@ -128,7 +131,8 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         value_type=bytes,
     )
     metrics = WorkerMetrics()
-    publisher = faust_tuning.Publisher(app, log)
+    client = {"bootstrap.servers": config.bootstrap, **config.client_config}
+    publisher = ConfluentSink(client, config.producer_linger_s * 1000, log)
     pipeline = ScoringPipeline(
         _pipeline_config(config),
         models,
@@ -201,7 +205,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
             kafka_security=config.kafka_security,
             scores_idle_s=config.drift_scores_idle_s,
         ),
-        sink=faust_tuning.Publisher(app, log),
+        sink=ConfluentSink(client, config.producer_linger_s * 1000, log),
         is_leader=app.is_leader,
         on_event=lambda event: metrics.drift_events.labels(event.detector, event.signal).inc(),
     )
@@ -214,6 +218,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_monitor(sender: Any, **kwargs: Any) -> None:
         await monitor.stop()
+        publisher.close()
 
     @app.task
     async def models_and_readiness() -> None:
@@ -340,7 +345,8 @@ def _report(shell: WorkerShell, models: LiveModels) -> None:
     history = pipeline.history
     log.info(
         "consumed=%d labels=%d scored=%d dead_letters=%d late=%d replayed=%d repeats=%d gaps=%d "
-        "waits=%d queued=%d final_hour=%s newest_closed=%s merchant_late=%s unattributable=%d "
+        "waits=%d queued=%d batches=%d final_hour=%s newest_closed=%s merchant_late=%s "
+        "unattributable=%d "
         "inexact=%d idle=%s model=%s shadow=%s",
         stats.consumed,
         stats.labels,
@@ -352,6 +358,7 @@ def _report(shell: WorkerShell, models: LiveModels) -> None:
         stats.gaps,
         stats.waits,
         pipeline.queued(),
+        stats.batches,
         history.final,
         history.newest_closed(),
         pipeline.merchant_late(),

@@ -443,7 +443,18 @@ def exit_on_delivery_failure(error: BaseException, log: Any) -> None:
     os._exit(EXIT_DELIVERY_FAILED)
 
 
-def changelog_writer(table: Any, publisher: Publisher) -> Callable[..., Any]:
+class _Sends(Protocol):
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        on_delivered: Callable[[Any], None] | None = None,
+    ) -> None: ...
+
+
+def changelog_writer(table: Any, publisher: _Sends) -> Callable[..., Any]:
     """`send(partition, key, value)` for a table's changelog through `publisher`.
 
     What faust's `send_changelog` does on delivery (at least once, no transactions): record

@@ -114,6 +114,7 @@ class PipelineStats:
     waits: int = 0
     unattributable: int = 0
     invalid_labels: int = 0
+    batches: int = 0
     dead_letters: dict[str, int] = field(default_factory=dict)
 
 
@@ -416,6 +417,7 @@ class ScoringPipeline:
         for item in taken:
             outcome.ack(Source("tx", item.message.partition), item.message.offset)
         self.stats.scored += len(result.scores)
+        self.stats.batches += 1
         self.stats.late += result.late
         self.stats.replayed += result.replayed
         outcome.scored.append(result)

@@ -41,7 +41,7 @@ class TableStore:
     """The users' table as the pipeline's `UserStore`: faust's table data, written through the
     publisher to the changelog once per user and micro-batch."""
 
-    def __init__(self, table: Any, publisher: faust_tuning.Publisher) -> None:
+    def __init__(self, table: Any, publisher: Any) -> None:
         self._data = table.data
         self._write = faust_tuning.changelog_writer(table, publisher)
 
