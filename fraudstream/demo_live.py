@@ -10,8 +10,8 @@
    latency, decision mix, frauds caught, drift events, retrain outcomes and model versions;
 5. stop everything it started after `live_minutes` or on Ctrl-C.
 
-Sized for the embedded broker's limits (DESIGN.md: fetch cost grows with stored batches per
-partition): the history goes in a handful of large batches, and in the live phase producer and
+Sized for the embedded broker's limits (docs/CONTRACT.md: fetch cost grows with stored batches
+per partition): the history goes in a handful of large batches, and in the live phase producer and
 worker batch every 100 ms, so about 10 batches a second reach each topic — a 3-minute live
 phase stays near 1,000 batches per partition, far below where Tansu slows down.
 """

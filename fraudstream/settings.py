@@ -21,7 +21,7 @@ TOPIC_ROLES = (
     "drift-events",
     "model-updates",
 )
-"""Every topic the system uses, by role (DESIGN.md's default names)."""
+"""Every topic the system uses, by role (the default names of docs/CONTRACT.md)."""
 
 
 class Settings(BaseSettings):

@@ -3,10 +3,10 @@
 Marked slow (`make soak`). Duration and load come from the environment:
 
 * FRAUD_SOAK_S (default 300): how long traffic flows. On the embedded broker the fetch cost
-  grows with the batches stored per partition (DESIGN.md), which bounds how long a soak can run
-  there (the replayers batch for 250 ms to stay inside it; with 20 ms batches every partition
-  stalled after ~30,000 transactions); against real Kafka (testcontainers, when a Docker engine
-  answers) use 1800 or more.
+  grows with the batches stored per partition (docs/CONTRACT.md), which bounds how long a soak
+  can run there (the replayers batch for 250 ms to stay inside it; with 20 ms batches every
+  partition stalled after ~30,000 transactions); against real Kafka (testcontainers, when a
+  Docker engine answers) use 1800 or more.
 * FRAUD_SOAK_RATE (default 150): transactions per second offered.
 
 The traffic is a simulated world replayed at a constant event-time speed chosen so that the run
