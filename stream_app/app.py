@@ -80,6 +80,8 @@ class WorkerConfig:
     web_port: int | None = None
     stall_s: float = 5.0
     metrics_port: int | None = None
+    data_dir: str | None = None
+    """Faust's data directory (local table files); None: Faust's `<app id>-data` in the cwd."""
     kafka_security: Mapping[str, Any] = field(default_factory=dict, repr=False)
     """aiokafka keyword arguments (security protocol, SASL, SSL context); never printed."""
     broker_credentials: Any = field(default=None, repr=False)
@@ -110,6 +112,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         broker=f"{faust_tuning.SCHEME}://{config.bootstrap}",
         broker_credentials=config.broker_credentials,
         store=config.store,
+        datadir=config.data_dir,
         topic_partitions=config.partitions,
         key_serializer="raw",
         value_serializer="raw",
