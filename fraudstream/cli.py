@@ -434,11 +434,19 @@ app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 
 
-def _embedded() -> Any:
-    from fraudstream.broker import EmbeddedBroker
+def _embedded() -> tuple[Any, Any]:
+    """The embedded broker where the settings say, and the plan that placed it there."""
+    from fraudstream.broker import EmbeddedBroker, listen_plan
 
     settings = _settings()
-    return EmbeddedBroker(settings.state_dir, settings.broker_port)
+    given = settings.model_fields_set
+    plan = listen_plan(
+        settings.kafka_bootstrap,
+        settings.broker_port,
+        bootstrap_given="kafka_bootstrap" in given,
+        port_given="broker_port" in given,
+    )
+    return EmbeddedBroker(settings.state_dir, plan.port, plan.host), plan
 
 
 @broker_app.command("start")
@@ -448,19 +456,27 @@ def broker_start(
 ) -> None:
     """Start the broker; returns once it answers a metadata request.
 
-    Port: FRAUD_BROKER_PORT; pid and log files under FRAUD_STATE_DIR/broker/.
+    Listens where FRAUD_KAFKA_BOOTSTRAP points when that is a loopback address (127.0.0.1:PORT,
+    localhost:PORT); otherwise on 127.0.0.1:FRAUD_BROKER_PORT, and says how to point the other
+    commands at it. Pid and log files under FRAUD_STATE_DIR/broker/.
     """
-    status = _embedded().start(timeout_s=timeout)
+    broker, plan = _embedded()
+    status = broker.start(timeout_s=timeout)
     if as_json:
-        _emit(status.to_dict(), True)
+        _emit({**status.to_dict(), "note": plan.note}, True)
         return
     out.print(f"broker running (pid {status.pid}) at {status.bootstrap}; log: {status.log_file}")
+    if plan.note:
+        out.print(plan.note, markup=False, highlight=False, soft_wrap=True)
 
 
 @broker_app.command("stop")
 def broker_stop(as_json: JsonFlag = False) -> None:
     """Stop the broker this state directory started (and nothing else)."""
-    stopped = _embedded().stop()
+    from fraudstream.broker import EmbeddedBroker
+
+    settings = _settings()  # the pid file alone says what to stop: no address needed
+    stopped = EmbeddedBroker(settings.state_dir, settings.broker_port).stop()
     if as_json:
         _emit({"stopped": stopped}, True)
         return
@@ -470,7 +486,7 @@ def broker_stop(as_json: JsonFlag = False) -> None:
 @broker_app.command("status")
 def broker_status(as_json: JsonFlag = False) -> None:
     """Is the broker running and answering? Exit status 1 when it is not running."""
-    status = _embedded().status()
+    status = _embedded()[0].status()
     if as_json:
         _emit(status.to_dict(), True)
     elif status.running:

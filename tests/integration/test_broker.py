@@ -53,6 +53,42 @@ def test_start_status_stop_through_the_cli(tmp_path: Path) -> None:
     assert "no broker was running" in cli(env, "broker", "stop").stdout
 
 
+def test_start_listens_where_the_bootstrap_setting_points(tmp_path: Path) -> None:
+    """A new user's path: set FRAUD_KAFKA_BOOTSTRAP once, and every command finds the broker."""
+    bootstrap = f"127.0.0.1:{free_port()}"
+    env = {"FRAUD_STATE_DIR": str(tmp_path), "FRAUD_KAFKA_BOOTSTRAP": bootstrap}
+    started = cli(env, "broker", "start", "--json")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert json.loads(started.stdout)["bootstrap"] == bootstrap
+        assert json.loads(started.stdout)["note"] is None
+        created = cli(env | {"FRAUD_TOPIC_TRANSACTIONS": f"tx-{free_port()}"}, "topics", "create")
+        assert created.returncode == 0, created.stderr
+        assert cli(env, "broker", "status").returncode == 0
+    finally:
+        assert cli(env, "broker", "stop").returncode == 0
+    assert not answers_metadata(bootstrap, timeout_s=0.5)
+
+
+def test_start_with_a_remote_bootstrap_says_where_it_listens(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "FRAUD_STATE_DIR": str(tmp_path),
+        "FRAUD_KAFKA_BOOTSTRAP": "kafka.example.invalid:9092",
+        "FRAUD_BROKER_PORT": str(port),
+    }
+    started = cli(env, "broker", "start")
+    try:
+        assert started.returncode == 0, started.stderr
+        advice = f"export FRAUD_KAFKA_BOOTSTRAP=127.0.0.1:{port}"
+        assert "not a loopback address" in started.stdout and advice in started.stdout
+        followed = env | {"FRAUD_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}
+        created = cli(followed | {"FRAUD_TOPIC_TRANSACTIONS": f"tx-{port}"}, "topics", "create")
+        assert created.returncode == 0, created.stderr
+    finally:
+        assert cli(env, "broker", "stop").returncode == 0
+
+
 def test_stop_never_kills_a_process_it_did_not_start(tmp_path: Path) -> None:
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
