@@ -38,6 +38,11 @@ class WorkerMetrics:
             "fraudstream_transactions_consumed", "Transaction messages read.", registry=r
         )
         self.scored = Counter("fraudstream_transactions_scored", "Scores published.", registry=r)
+        self.redelivered = Counter(
+            "fraudstream_transactions_redelivered",
+            "Transactions read again after a restart and answered from the journal.",
+            registry=r,
+        )
         self.late = Counter(
             "fraudstream_transactions_late",
             "Transactions later than the allowed lateness (scored, flagged, not stored).",
@@ -157,6 +162,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "fraudstream_state_entries",
         "fraudstream_transactions_scored_total",
         "fraudstream_transactions_late_total",
+        "fraudstream_transactions_redelivered_total",
         "fraudstream_dead_letters_total",
         "fraudstream_decisions_total",
         "fraudstream_score",

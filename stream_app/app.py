@@ -350,6 +350,7 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
         stats.scored += len(result.scores)
         stats.late += result.late
         stats.replayed += result.replayed
+        metrics.redelivered.inc(result.replayed)
         watch(result)
 
     def on_label(label: Label, labeled_at_ms: int) -> None:
