@@ -6,15 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from fraudstream.broker import EmbeddedBroker, answers_metadata
+from fraudstream.broker import EmbeddedBroker, answers_metadata, free_port
+from fraudstream.testing import Broker
 from fraudstream.topics import create_topics
-from tests.integration.conftest import Broker, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -103,10 +102,12 @@ def test_stop_never_kills_a_process_it_did_not_start(tmp_path: Path) -> None:
         stranger.wait()
 
 
-def test_start_refuses_a_port_someone_else_serves(broker: Broker, tmp_path: Path) -> None:
-    if broker.kind != "embedded":
+def test_start_refuses_a_port_someone_else_serves(
+    fraudstream_broker: Broker, tmp_path: Path
+) -> None:
+    if fraudstream_broker.kind != "embedded":
         pytest.skip("needs the embedded broker's port")
-    port = int(broker.bootstrap.rsplit(":", 1)[1])
+    port = int(fraudstream_broker.bootstrap.rsplit(":", 1)[1])
     result = cli(
         {"FRAUD_STATE_DIR": str(tmp_path), "FRAUD_BROKER_PORT": str(port)}, "broker", "start"
     )
@@ -116,19 +117,20 @@ def test_start_refuses_a_port_someone_else_serves(broker: Broker, tmp_path: Path
 
 
 def test_topics_create_is_idempotent_and_uses_the_partition_setting(
-    broker: Broker, fresh_topics: Callable[..., dict[str, str]]
+    fraudstream_broker: Broker,
 ) -> None:
+    config = fraudstream_broker.client_config()
     names = [f"idem-{free_port()}-{i}" for i in range(2)]
-    assert set(create_topics(broker.client_config(), names, 3).values()) == {"created"}
-    assert set(create_topics(broker.client_config(), names, 3).values()) == {"exists"}
-    metadata = AdminClient(broker.client_config()).list_topics(timeout=10)
+    assert set(create_topics(config, names, 3).values()) == {"created"}
+    assert set(create_topics(config, names, 3).values()) == {"exists"}
+    metadata = AdminClient(config).list_topics(timeout=10)
     assert [len(metadata.topics[n].partitions) for n in names] == [3, 3]
 
 
-def test_topics_create_cli_creates_every_topic_of_the_system(broker: Broker) -> None:
+def test_topics_create_cli_creates_every_topic_of_the_system(fraudstream_broker: Broker) -> None:
     suffix = str(free_port())
     env = {
-        "FRAUD_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "FRAUD_KAFKA_BOOTSTRAP": fraudstream_broker.bootstrap,
         "FRAUD_PARTITIONS": "2",
         **{
             f"FRAUD_TOPIC_{role}": f"{role.lower()}-{suffix}"
@@ -139,5 +141,5 @@ def test_topics_create_cli_creates_every_topic_of_the_system(broker: Broker) -> 
     assert result.returncode == 0, result.stderr
     topics = json.loads(result.stdout)["topics"]
     assert len(topics) == 6 and set(topics.values()) == {"created"}
-    metadata = AdminClient(broker.client_config()).list_topics(timeout=10)
+    metadata = AdminClient(fraudstream_broker.client_config()).list_topics(timeout=10)
     assert all(len(metadata.topics[name].partitions) == 2 for name in topics)
