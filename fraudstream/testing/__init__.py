@@ -20,7 +20,7 @@ from fraudstream.testing.golden import (
 )
 from fraudstream.testing.model import train_small_registry
 from fraudstream.testing.process import ServiceProcess, scrape
-from fraudstream.testing.replay import Replayed, replay
+from fraudstream.testing.recordings import Replayed, replay
 from fraudstream.testing.scores import Copy, Scores, collect, covers, read_all
 from fraudstream.testing.stack import Stack, fresh_topics
 

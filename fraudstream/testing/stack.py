@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from fraudstream.testing.broker import Broker
 from fraudstream.testing.process import ServiceProcess
-from fraudstream.testing.replay import Replayed, Source, is_labels, replay
+from fraudstream.testing.recordings import Replayed, Source, is_labels, replay
 from fraudstream.testing.scores import (
     Scores,
     collect,

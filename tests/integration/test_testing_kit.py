@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from fraudstream.testing import Broker, GoldenMismatch, Stack, assert_matches_golden, write_golden
+from fraudstream.testing import (
+    Broker,
+    GoldenMismatch,
+    ServiceProcess,
+    Stack,
+    assert_matches_golden,
+    write_golden,
+)
 from fraudstream.testing.stack import base_environment
 from tests.integration.test_worker import TRAFFIC, offline_scores
 
@@ -74,3 +81,14 @@ def test_golden_files_and_timeouts_against_a_running_worker(
     assert "0 of 1 scored; not yet e.g. ['never-sent']" in message
     assert f"--- {worker.name} ---" in message  # the worker's log comes with it
     worker.stop()
+
+
+def test_the_retrain_fixture_runs_the_service_on_the_stack(
+    fraudstream_retrain: ServiceProcess,
+) -> None:
+    """The service is up (its metrics answer), and the fixture's teardown stops it (exit 0)."""
+    ready = fraudstream_retrain.wait_for_metrics(
+        lambda m: "fraudstream_retrain_drift_events_received_total" in m, what="serving metrics"
+    )
+    assert ready["fraudstream_retrain_drift_events_received_total"] == 0
+    assert fraudstream_retrain.running

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import fraudstream.testing.golden
+import fraudstream.testing.recordings
 from fraudstream.broker import free_port
 from fraudstream.testing import (
     Broker,
@@ -30,7 +31,7 @@ from fraudstream.testing import (
     read_golden,
     write_golden,
 )
-from fraudstream.testing.replay import is_labels, records
+from fraudstream.testing.recordings import is_labels, records
 from fraudstream.testing.stack import base_environment
 from schemas.errors import InputError
 from schemas.events import FraudScore, Transaction
@@ -63,9 +64,10 @@ def test_importing_the_kit_loads_no_heavy_library(module: str) -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_the_doctests_of_the_kit_run_and_pass() -> None:
-    result = doctest.testmod(fraudstream.testing.golden)
-    assert result.attempted >= 5 and result.failed == 0
+@pytest.mark.parametrize("module", [fraudstream.testing.golden, fraudstream.testing.recordings])
+def test_the_doctests_of_the_kit_run_and_pass(module: object) -> None:
+    result = doctest.testmod(module)  # type: ignore[arg-type]
+    assert result.attempted >= 2 and result.failed == 0
 
 
 # -- golden files --------------------------------------------------------------------------
@@ -238,6 +240,25 @@ def test_the_plugin_can_insist_on_a_broker_and_marks_the_tests_that_need_one(
     assert strict.returncode == 1 and "1 passed, 1 error" in strict.stdout, strict.stdout
     deselected = run_pytest(tmp_path, "-m", "not fraudstream")
     assert "1 passed, 1 deselected" in deselected.stdout, deselected.stdout
+
+
+USES_REGISTRY = """
+    def test_registry(fraudstream_registry):
+        assert fraudstream_registry.name == "given"
+"""
+
+
+def test_a_registry_can_be_given_on_the_command_line_or_in_the_ini_file(tmp_path: Path) -> None:
+    (tmp_path / "given").mkdir()
+    (tmp_path / "test_registry.py").write_text(textwrap.dedent(USES_REGISTRY))
+    for args in (
+        ["--fraudstream-registry", str(tmp_path / "given")],
+        ["-o", "fraudstream_registry=given"],
+    ):
+        done = run_pytest(tmp_path, "test_registry.py", *args)
+        assert "1 passed" in done.stdout, done.stdout
+    missing = run_pytest(tmp_path, "test_registry.py", "--fraudstream-registry", "nowhere")
+    assert "fraudstream registry nowhere is not a directory" in missing.stdout, missing.stdout
 
 
 def test_the_plugin_is_registered_as_a_pytest11_entry_point() -> None:

@@ -2,6 +2,14 @@
 
 The same producer `fraudstream replay` uses: key `user_id` (labels: `transaction_id`), record
 timestamp = event time, batched (the embedded broker slows down with many small batches).
+Events may be dicts, pydantic events or JSON text; each becomes the record it would be read as:
+
+>>> tx = {"transaction_id": "t1", "user_id": "u7", "merchant_id": "m1", "amount": 5.0,
+...       "timestamp": "2024-01-01T00:00:01Z"}
+>>> [(r.key, r.timestamp_ms) for r in records([tx])]
+[(b'u7', 1704067201000)]
+>>> is_labels([{"transaction_id": "t1", "is_fraud": True}])
+True
 """
 
 from __future__ import annotations
