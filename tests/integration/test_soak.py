@@ -22,6 +22,7 @@ error-level log line.
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import time
 from pathlib import Path
@@ -98,8 +99,10 @@ def test_soak_memory_and_state_stay_flat(fraudstream_stack: Stack, tmp_path: Pat
         scored = metrics.get("fraudstream_transactions_scored_total", 0.0)
         samples.append((time.monotonic() - began, rss_bytes(worker.pid), state(metrics)))
         time.sleep(SAMPLE_EVERY_S)  # the sampling interval of the measurement, not a wait
-    for replayer in replayers:
-        replayer.stop()  # long finished: every transaction was scored; exit code 0 asserted
+    tx_replayer, label_replayer = replayers
+    tx_replayer.stop()  # finished: every transaction was scored; exit code 0 asserted
+    # Labels arrive days after their transactions (event time): that replay may still run.
+    assert label_replayer.stop(expect=None) in (0, -signal.SIGTERM)
     worker.stop()
 
     report(samples)
