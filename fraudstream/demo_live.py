@@ -10,8 +10,8 @@
    latency, decision mix, frauds caught, drift events, retrain outcomes and model versions;
 5. stop everything it started after `live_minutes` or on Ctrl-C.
 
-Sized for the embedded broker's limits (DESIGN.md: fetch cost grows with stored batches per
-partition): the history goes in a handful of large batches, and in the live phase producer and
+Sized for the embedded broker's limits (docs/CONTRACT.md: fetch cost grows with stored batches
+per partition): the history goes in a handful of large batches, and in the live phase producer and
 worker batch every 100 ms, so about 10 batches a second reach each topic — a 3-minute live
 phase stays near 1,000 batches per partition, far below where Tansu slows down.
 """
@@ -26,7 +26,8 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -170,6 +171,9 @@ def run_live_demo(
                 process.kill()
                 process.wait()
         broker.stop()
+        console.print(
+            f"models: {workdir / 'registry'} (offline commands: --registry {workdir / 'registry'})"
+        )
         console.rule(f"stopped; files, worker.log and retrain.log under {workdir}")
 
 
@@ -230,7 +234,7 @@ def _watch(
     )
     view = _View(n_history, live_start_ms)
     try:
-        with Live(console=console, refresh_per_second=4) as live:
+        with _display(console) as show:
             while True:
                 for message in consumer.consume(1000, timeout=0.25):
                     if message.error():
@@ -246,7 +250,7 @@ def _watch(
                 if view.live_began is None and view.scored >= n_history:
                     view.live_began = time.monotonic()
                     go_live()
-                live.update(_table(view))
+                show(view)
                 if (
                     view.live_began is not None
                     and time.monotonic() - view.live_began > live_minutes * 60
@@ -257,7 +261,53 @@ def _watch(
         consumer.close()
 
 
+PLAIN_PROGRESS_EVERY_S = 10.0
+"""How often the demo prints a progress line when standard output is not a terminal."""
+
+
+@contextmanager
+def _display(console: Console) -> Iterator[Callable[[_View], None]]:
+    """The live table on a terminal; plain progress lines for pipes and CI logs, where a live
+    view would show nothing until the end."""
+    if not console.is_terminal:
+        yield PlainProgress(console)
+        return
+    with Live(console=console, refresh_per_second=4) as live:
+        yield lambda view: live.update(_table(view))
+
+
+class PlainProgress:
+    """Prints the view as one line at most every `every_s` seconds (the first call at once)."""
+
+    def __init__(
+        self,
+        console: Console,
+        every_s: float = PLAIN_PROGRESS_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.console = console
+        self.every_s = every_s
+        self.clock = clock
+        self._last: float | None = None
+
+    def __call__(self, view: _View) -> None:
+        now = self.clock()
+        if self._last is not None and now - self._last < self.every_s:
+            return
+        self._last = now
+        line = " | ".join(f"{name}: {value}" for name, value in _rows(view))
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def _table(view: _View) -> Table:
+    table = Table(title="fraudstream — live", show_header=False, min_width=60)
+    for name, value in _rows(view):
+        table.add_row(name, value)
+    return table
+
+
+def _rows(view: _View) -> list[tuple[str, str]]:
+    """What the view shows, as (name, value) rows."""
     now = time.monotonic()
     recent = sum(1 for t in view.arrivals if now - t <= 5.0) / 5.0
     ordered = sorted(view.latencies)
@@ -266,30 +316,32 @@ def _table(view: _View) -> Table:
         return f"{ordered[min(len(ordered) - 1, int(q * len(ordered)))]:.0f} ms" if ordered else "-"
 
     total = sum(view.decisions.values()) or 1
-    table = Table(title="fraudstream — live", show_header=False, min_width=60)
     phase = (
         "history replay" if view.live_began is None else f"live for {now - view.live_began:.0f} s"
     )
-    table.add_row("phase", f"{phase} (running {now - view.began:.0f} s)")
-    table.add_row(
-        "scored",
-        f"{view.scored:,} ({min(view.scored, view.n_history):,} of {view.n_history:,} history)",
-    )
-    table.add_row("throughput", f"{recent:,.0f} scores/s (last 5 s)")
-    table.add_row("latency p50 / p99", f"{pct(0.5)} / {pct(0.99)} (worker, last 2,000)")
-    table.add_row(
-        "decisions (live)",
-        "  ".join(f"{d} {view.decisions[d] / total:.1%}" for d in ("approve", "review", "decline")),
-    )
-    table.add_row("frauds caught (live)", f"{view.caught} of {view.frauds}")
-    table.add_row(
-        "drift events",
-        f"{len(view.drift)}" + (f", last: {view.drift[-1]}" if view.drift else ""),
-    )
-    table.add_row("model updates", ", ".join(view.updates[-4:]) or "none yet")
-    table.add_row("scored by", ", ".join(f"{v} ({n:,})" for v, n in sorted(view.versions.items())))
-    table.add_row(
-        "live scored by",
-        ", ".join(f"{v} ({n:,})" for v, n in sorted(view.live_versions.items())) or "-",
-    )
-    return table
+    return [
+        ("phase", f"{phase} (running {now - view.began:.0f} s)"),
+        (
+            "scored",
+            f"{view.scored:,} ({min(view.scored, view.n_history):,} of {view.n_history:,} history)",
+        ),
+        ("throughput", f"{recent:,.0f} scores/s (last 5 s)"),
+        ("latency p50 / p99", f"{pct(0.5)} / {pct(0.99)} (worker, last 2,000)"),
+        (
+            "decisions (live)",
+            "  ".join(
+                f"{d} {view.decisions[d] / total:.1%}" for d in ("approve", "review", "decline")
+            ),
+        ),
+        ("frauds caught (live)", f"{view.caught} of {view.frauds}"),
+        (
+            "drift events",
+            f"{len(view.drift)}" + (f", last: {view.drift[-1]}" if view.drift else ""),
+        ),
+        ("model updates", ", ".join(view.updates[-4:]) or "none yet"),
+        ("scored by", ", ".join(f"{v} ({n:,})" for v, n in sorted(view.versions.items()))),
+        (
+            "live scored by",
+            ", ".join(f"{v} ({n:,})" for v, n in sorted(view.live_versions.items())) or "-",
+        ),
+    ]

@@ -24,7 +24,7 @@ TOPIC_FIELDS = {
     "merchant-hours": "topic_merchant_log",
     "drift-inputs": "topic_drift_inputs",
 }
-"""Every topic the system uses: role (DESIGN.md's default name) -> the setting naming it."""
+"""Every topic the system uses: role (the default name, docs/CONTRACT.md) -> its setting."""
 TOPIC_ROLES = tuple(TOPIC_FIELDS)
 
 
@@ -65,7 +65,11 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
     kafka_ssl_cafile: Path | None = Field(None, description="CA certificate file for SSL.")
     broker_port: int = Field(
-        9092, ge=1, le=65535, description="Port of the embedded broker (`fraudstream broker`)."
+        9092,
+        ge=1,
+        le=65535,
+        description="Port of the embedded broker (`fraudstream broker`) when "
+        "FRAUD_KAFKA_BOOTSTRAP is not a loopback address; otherwise it listens there.",
     )
     partitions: int = Field(4, ge=1, le=1024, description="Partitions per topic when creating.")
     replication_factor: int = Field(1, ge=1, description="Replication factor when creating.")

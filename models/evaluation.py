@@ -21,7 +21,7 @@ import numpy.typing as npt
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from schemas.errors import InputError
-from schemas.events import DECISIONS, FraudScore, epoch_ms
+from schemas.events import DECISIONS, FraudScore, epoch_ms, from_epoch_ms
 
 MS_PER_DAY = 86_400_000
 """Milliseconds in one UTC day: card precision@k groups rows by ``event_time_ms // MS_PER_DAY``."""
@@ -74,12 +74,16 @@ class EvaluationInput:
     decision: npt.NDArray[np.str_]
     """"approve", "review" or "decline"."""
     is_fraud: npt.NDArray[np.bool_]
+    model_version: npt.NDArray[np.str_] | None = None
+    """The version that scored each row ("" where unknown); None: unknown for every row."""
 
     def __post_init__(self) -> None:
         raw = {
             name: _as_1d(getattr(self, name), name)
             for name in ("user_id", "event_time_ms", "score", "decision", "is_fraud")
         }
+        if self.model_version is not None:
+            raw["model_version"] = _as_1d(self.model_version, "model_version")
         _check_lengths({name: array.shape[0] for name, array in raw.items()})
         if raw["score"].shape[0] == 0:
             raise InputError("no labelled transactions to evaluate")
@@ -89,6 +93,9 @@ class EvaluationInput:
             "score": _scores(raw["score"]),
             "decision": _decisions(raw["decision"]),
             "is_fraud": _labels(raw["is_fraud"]),
+            "model_version": _strings(
+                raw.get("model_version", np.full(raw["score"].shape[0], "")), "model_version"
+            ),
         }
         for name, array in normalised.items():
             array = np.array(array, copy=True)
@@ -129,6 +136,11 @@ class Evaluation:
     """Cost if every transaction had been approved: frauds x ``missed_fraud``."""
     decision_counts: dict[str, int]
     """Count of every known decision, zeros included, in the order approve, review, decline."""
+    model_versions: dict[str, int]
+    """Rows scored by each model version (sorted by name); empty when the input did not say."""
+    first_event_time: str
+    last_event_time: str
+    """The evaluated window: event times (RFC 3339, UTC) of the first and last row."""
 
     def to_dict(self) -> dict[str, object]:
         """Plain ints, floats, None and a dict of ints: ready for `json.dumps`."""
@@ -171,7 +183,21 @@ def evaluate(data: EvaluationInput, costs: Costs = Costs(), k: int = 100) -> Eva
         expected_cost_per_tx=cost / n,
         cost_no_model=n_frauds * costs.missed_fraud,
         decision_counts=counts,
+        model_versions=_version_counts(data.model_version),
+        first_event_time=_utc_text(int(data.event_time_ms.min())),
+        last_event_time=_utc_text(int(data.event_time_ms.max())),
     )
+
+
+def _version_counts(versions: npt.NDArray[np.str_] | None) -> dict[str, int]:
+    if versions is None:
+        return {}
+    names, counts = np.unique(versions[versions != ""], return_counts=True)
+    return {str(name): int(count) for name, count in zip(names, counts, strict=True)}
+
+
+def _utc_text(ms: int) -> str:
+    return from_epoch_ms(ms).isoformat().replace("+00:00", "Z")
 
 
 def expected_cost(decision: npt.ArrayLike, is_fraud: npt.ArrayLike, costs: Costs) -> float:
@@ -279,13 +305,17 @@ def _as_1d(values: Any, name: str) -> npt.NDArray[Any]:
     return array
 
 
-def _user_ids(values: npt.NDArray[Any]) -> npt.NDArray[np.str_]:
+def _strings(values: npt.NDArray[Any], name: str) -> npt.NDArray[np.str_]:
     strings = values.dtype.kind == "U" or (
         values.dtype == object and all(isinstance(v, str) for v in values.tolist())
     )
     if values.size and not strings:
-        raise InputError(f"user_id must hold strings, got dtype {values.dtype}")
+        raise InputError(f"{name} must hold strings, got dtype {values.dtype}")
     return values.astype(np.str_)
+
+
+def _user_ids(values: npt.NDArray[Any]) -> npt.NDArray[np.str_]:
+    return _strings(values, "user_id")
 
 
 def _times_ms(values: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
@@ -339,6 +369,7 @@ def evaluation_input_from_scores(
     values: list[float] = []
     decisions: list[str] = []
     truth: list[bool] = []
+    versions: list[str] = []
     unlabelled = 0
     for score in scores:
         label = is_fraud.get(score.transaction_id)
@@ -353,6 +384,7 @@ def evaluation_input_from_scores(
         values.append(score.score)
         decisions.append(score.decision)
         truth.append(label)
+        versions.append(score.model_version)
     if not users:
         raise InputError("no scored transaction with a label in the selected period")
     data = EvaluationInput(
@@ -361,5 +393,6 @@ def evaluation_input_from_scores(
         score=np.array(values, dtype=np.float64),
         decision=np.array(decisions),
         is_fraud=np.array(truth, dtype=bool),
+        model_version=np.array(versions),
     )
     return data, unlabelled

@@ -224,7 +224,18 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 def _metrics(evaluation: Evaluation) -> list[_Metric]:
     counts = ", ".join(f"{name} {count}" for name, count in evaluation.decision_counts.items())
+    versions = ", ".join(f"{name} ({count})" for name, count in evaluation.model_versions.items())
     return [
+        _Metric(
+            "Model version(s)",
+            versions or "unknown",
+            "The versions whose scores were evaluated, with their labelled transactions.",
+        ),
+        _Metric(
+            "Time window",
+            f"{evaluation.first_event_time} to {evaluation.last_event_time}",
+            "Event times of the first and the last evaluated transaction (UTC).",
+        ),
         _Metric(
             "Transactions", str(evaluation.n_transactions), "Scored transactions with a label."
         ),

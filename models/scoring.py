@@ -14,28 +14,21 @@ from typing import Any
 
 import numpy as np
 import xgboost as xgb
-from pydantic import TypeAdapter, ValidationError
 
 from models.features import FEATURE_NAMES, FeatureBuilder, sort_by_event_time
 from models.fraud_labels import FraudLabel
 from models.registry import LoadedModel
+from models.score_records import Reasons, ScoredRecord, Shadowed, Unscorable, build_records
 from models.seen_ids import DEFAULT_DEDUPE_HORIZON_MS
 from models.stages import NO_STAGES, StageClock
 from models.thresholds import Thresholds
 from models.user_window import DEFAULT_ALLOWED_LATENESS_MS
 from schemas.errors import RegistryError
-from schemas.events import Decision, FraudScore, Reason, ShadowScore, Transaction
+from schemas.events import Decision, FraudScore, Transaction
 
 REASON_COUNT = 3
-_REASON_ROWS = TypeAdapter(list[list[Reason]])
 
-
-@dataclass(frozen=True)
-class Unscorable:
-    """A transaction whose score could not be built (non-finite numbers, a failing model call)."""
-
-    transaction_id: str
-    error: str
+__all__ = ["OfflineReport", "ScoredBatch", "ScoredRecord", "Scorer", "Unscorable", "score_offline"]
 
 
 @dataclass
@@ -50,7 +43,9 @@ class OfflineReport:
 class ScoredBatch:
     scores: list[float]
     decisions: list[Decision]
-    reasons: list[list[Reason]]
+    reasons: list[Reasons]
+    contributions_finite: np.ndarray
+    """Per row: every feature contribution (and so every reason value) is finite."""
 
 
 class Scorer:
@@ -95,7 +90,7 @@ class Scorer:
                 f"expected rows of {len(self.feature_names)} features, got {matrix.shape}"
             )
         if matrix.shape[0] == 0:
-            return ScoredBatch([], [], [])
+            return ScoredBatch([], [], [], np.ones(0, dtype=bool))
         with stages.time("model"):
             dmatrix = xgb.DMatrix(matrix, feature_names=list(self.feature_names), nthread=1)
             probabilities = self.booster.predict(dmatrix)
@@ -105,7 +100,8 @@ class Scorer:
         with stages.time("reasons"):
             contributions = self.booster.predict(dmatrix, pred_contribs=True, approx_contribs=True)
             reasons = self._reasons(contributions)
-        return ScoredBatch(scores=scores, decisions=decisions, reasons=reasons)
+            finite = np.isfinite(contributions).all(axis=1)
+        return ScoredBatch(scores, decisions, reasons, finite)
 
     def probabilities(self, matrix: np.ndarray) -> list[float]:
         """Scores only, no reasons (a shadow model's opinion costs one prediction)."""
@@ -114,51 +110,17 @@ class Scorer:
         dmatrix = xgb.DMatrix(matrix, feature_names=list(self.feature_names), nthread=1)
         return [float(p) for p in self.booster.predict(dmatrix)]
 
-    def _reasons(self, contributions: np.ndarray) -> list[list[Reason]]:
-        """Per row, the features with the largest absolute contributions, largest first.
-
-        One argsort and one validation call for the whole batch (building Reason records one
-        by one was most of the cost per row).
-        """
+    def _reasons(self, contributions: np.ndarray) -> list[Reasons]:
+        """Per row, the features with the largest absolute contributions, largest first, as
+        (name, signed log-odds rounded to 6 decimals): one argsort for the whole batch."""
         values = contributions[:, :-1]  # the last column is the bias
         top = np.argsort(-np.abs(values), axis=1, kind="stable")[:, : self.reason_count]
         picked = np.take_along_axis(values, top, axis=1).tolist()
         names = self.feature_names
-        return _REASON_ROWS.validate_python(
-            [
-                [{"name": names[i], "value": round(v, 6)} for i, v in zip(row, vals, strict=True)]
-                for row, vals in zip(top.tolist(), picked, strict=True)
-            ]
-        )
-
-
-def fraud_score(
-    tx: Transaction,
-    row: Sequence[float],
-    score: float,
-    decision: Decision,
-    reasons: list[Reason],
-    model_version: str,
-    scored_at: datetime,
-    latency_ms: float,
-    late: bool,
-    shadow: ShadowScore | None = None,
-) -> FraudScore:
-    """The published record for one scored transaction (offline and in the stream)."""
-    return FraudScore(
-        transaction_id=tx.transaction_id,
-        user_id=tx.user_id,
-        score=score,
-        decision=decision,
-        model_version=model_version,
-        reasons=reasons,
-        features=dict(zip(FEATURE_NAMES, row, strict=True)),
-        event_time=tx.timestamp,
-        scored_at=scored_at,
-        latency_ms=latency_ms,
-        late=late,
-        shadow=shadow,
-    )
+        return [
+            [(names[i], round(v, 6)) for i, v in zip(row, vals, strict=True)]
+            for row, vals in zip(top.tolist(), picked, strict=True)
+        ]
 
 
 def score_rows(
@@ -170,8 +132,8 @@ def score_rows(
     clock: Callable[[], float] = time.monotonic,
     shadow: Scorer | None = None,
     stages: StageClock = NO_STAGES,
-) -> list[FraudScore | Unscorable]:
-    """One model call for the rows, one FraudScore per transaction (offline and stream).
+) -> list[ScoredRecord | Unscorable]:
+    """One model call for the rows, one published record per transaction (offline and stream).
 
     `received_s` (clock readings when each record arrived) gives each score its latency up to
     the moment the batch is scored; offline there is none (0). A `shadow` scorer (a challenger)
@@ -187,7 +149,7 @@ def score_rows(
     except (ValueError, xgb.core.XGBoostError) as exc:
         if len(transactions) == 1:
             return [Unscorable(transactions[0].transaction_id, f"model call failed: {exc}")]
-    results: list[FraudScore | Unscorable] = []
+    results: list[ScoredRecord | Unscorable] = []
     for i in range(len(transactions)):
         one = slice(i, i + 1)
         results += score_rows(
@@ -213,57 +175,35 @@ def _score_matrix(
     clock: Callable[[], float],
     shadow: Scorer | None,
     stages: StageClock,
-) -> list[FraudScore | Unscorable]:
+) -> list[ScoredRecord | Unscorable]:
     batch = scorer.score(matrix, stages)
-    shadows: list[ShadowScore | None] = [None] * len(transactions)
+    shadowed = None
     if shadow is not None:
         with stages.time("model"):
             probabilities = shadow.probabilities(matrix)
-            shadows = [
-                ShadowScore(
-                    model_version=shadow.version, score=p, decision=shadow.thresholds.decide(p)
-                )
-                for p in probabilities
-            ]
+            decide = shadow.thresholds.decide
+            shadowed = Shadowed(shadow.version, probabilities, [decide(p) for p in probabilities])
     now = datetime.now(UTC)
     done = clock()
+    if received_s is None:
+        latency = [0.0] * len(transactions)
+    else:
+        latency = [max(0.0, (done - r) * 1000.0) for r in received_s]
     with stages.time("serialise"):
-        return _build_scores(
-            scorer, transactions, rows, batch, late, received_s, shadows, now, done
+        return build_records(
+            scorer.version,
+            transactions,
+            rows,
+            matrix,
+            batch.scores,
+            batch.decisions,
+            batch.reasons,
+            batch.contributions_finite,
+            late,
+            latency,
+            now,
+            shadowed,
         )
-
-
-def _build_scores(
-    scorer: Scorer,
-    transactions: Sequence[Transaction],
-    rows: Sequence[Sequence[float]],
-    batch: ScoredBatch,
-    late: Sequence[bool],
-    received_s: Sequence[float] | None,
-    shadows: Sequence[ShadowScore | None],
-    now: datetime,
-    done: float,
-) -> list[FraudScore | Unscorable]:
-    results: list[FraudScore | Unscorable] = []
-    for i, tx in enumerate(transactions):
-        try:
-            results.append(
-                fraud_score(
-                    tx,
-                    rows[i],
-                    batch.scores[i],
-                    batch.decisions[i],
-                    batch.reasons[i],
-                    scorer.version,
-                    now,
-                    max(0.0, (done - received_s[i]) * 1000.0) if received_s is not None else 0.0,
-                    late[i],
-                    shadows[i],
-                )
-            )
-        except ValidationError as exc:
-            results.append(Unscorable(tx.transaction_id, f"score not publishable: {exc}"[:2000]))
-    return results
 
 
 def score_offline(
@@ -298,4 +238,4 @@ def score_offline(
             if isinstance(result, Unscorable):
                 report.unscorable.append(result)
             else:
-                yield result
+                yield result.event()

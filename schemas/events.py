@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -30,35 +29,30 @@ _MS = timedelta(milliseconds=1)
 _MINUTE = timedelta(minutes=1)
 
 
-def _whole_minute_offset(value: datetime) -> datetime:
-    # JSON keeps only hours and minutes of the offset: "+00:19:32" would come back as "+00:19",
-    # silently moving the instant. Only Python callers can build such values (old zoneinfo LMT).
-    offset = value.utcoffset()
-    if offset is not None and offset % _MINUTE:
-        raise ValueError(f"UTC offset {offset} is not a whole number of minutes")
-    return value
-
-
 _RFC3339 = re.compile(
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 )
 
 
-def _rfc3339_text(value: object) -> object:
-    """Timestamps in JSON must be RFC 3339 text with an offset (no epoch numbers, no '+0100')."""
+def _event_time(value: object) -> object:
+    """Timestamps in JSON must be RFC 3339 text with an offset (no epoch numbers, no '+0100'),
+    with a whole-minute offset, between 1970 and 2100. One Python call per timestamp (three
+    validators cost ~1.5 us each on the hot path); `AwareDatetime` then checks the result."""
     if isinstance(value, str):
         if not _RFC3339.match(value):
             raise ValueError(
                 "must be an RFC 3339 timestamp with an offset, e.g. 2024-03-01T12:00:00Z"
             )
-        return datetime.fromisoformat(value.upper())
-    return value
-
-
-def _in_time_range(value: datetime) -> datetime:
-    if not MIN_TIME <= value < MAX_TIME:
-        raise ValueError(f"timestamp {value.isoformat()} is outside [1970, 2100)")
+        value = datetime.fromisoformat(value.upper())
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        offset = value.utcoffset()
+        # JSON keeps only hours and minutes of the offset: "+00:19:32" would come back as
+        # "+00:19", silently moving the instant. Only Python callers can build such values.
+        if offset is not None and offset % _MINUTE:
+            raise ValueError(f"UTC offset {offset} is not a whole number of minutes")
+        if not MIN_TIME <= value < MAX_TIME:
+            raise ValueError(f"timestamp {value.isoformat()} is outside [1970, 2100)")
     return value
 
 
@@ -67,12 +61,7 @@ Identifier = Annotated[
 ]
 """Opaque identifiers (transaction, user, merchant, model): short, printable, no spaces."""
 
-EventTime = Annotated[
-    AwareDatetime,
-    BeforeValidator(_rfc3339_text),
-    AfterValidator(_whole_minute_offset),
-    AfterValidator(_in_time_range),
-]
+EventTime = Annotated[AwareDatetime, BeforeValidator(_event_time)]
 """RFC 3339 timestamp with an explicit offset (naive timestamps are rejected)."""
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]

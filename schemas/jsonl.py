@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import BinaryIO, Generic, TypeVar
 
 from pydantic import ValidationError
 
@@ -38,17 +38,28 @@ class ReadResult(Generic[E]):
     first_errors: list[str] = field(default_factory=list)
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) for each non-blank line; missing files are an InputError."""
+def open_input(path: Path) -> BinaryIO:
+    """`path` opened for reading; missing, unreadable or directory paths are an InputError."""
     try:
-        handle = path.open("rb")
+        return path.open("rb")
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, expected a JSONL file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot open ({exc.strerror})") from None
-    with handle:
+
+
+def require_inputs(*paths: Path | None) -> None:
+    """Fail on the first unusable input file before anything slow or stateful starts."""
+    for path in paths:
+        if path is not None:
+            open_input(path).close()
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) for each non-blank line; missing files are an InputError."""
+    with open_input(path) as handle:
         for number, raw in enumerate(handle, start=1):
             line = raw.strip()
             if line:

@@ -15,10 +15,11 @@ from pydantic import ValidationError
 
 from models.features import amount_cents, assemble
 from models.merchant_window import MerchantValues, snapshot_boundary
-from models.scoring import Scorer, Unscorable, score_rows
+from models.score_records import ScoredRecord, Unscorable
+from models.scoring import Scorer, score_rows
 from models.seen_ids import DEFAULT_DEDUPE_HORIZON_MS
 from models.stages import NO_STAGES, StageClock
-from schemas.events import DeadLetterReason, FraudScore, Transaction, epoch_ms
+from schemas.events import DeadLetterReason, Transaction, epoch_ms
 from schemas.jsonl import describe_validation_error
 from stream_app.dead_letters import Rejected
 from stream_app.user_record import UserRecord
@@ -101,7 +102,7 @@ def decode_batch(
 
 @dataclass(frozen=True)
 class ScoredBatchResult:
-    scores: list[FraudScore]
+    scores: list[ScoredRecord]
     touched_users: set[str]
     late: int
     replayed: int
@@ -146,7 +147,7 @@ def score_batch(
         shadow,
         stages,
     )
-    scores: list[FraudScore] = []
+    scores: list[ScoredRecord] = []
     scored_rows: _Rows = []
     times: list[int] = []
     received: list[float] = []

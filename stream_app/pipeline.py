@@ -192,9 +192,7 @@ class ScoringPipeline:
                 )
         else:
             hours = PartitionHours.restore(final, lateness)
-            start = (
-                min(final.resume_offset, start) if committed is not None else final.resume_offset
-            )
+            start = min(final.resume_offset, start)  # nothing committed: everything again
         self._partitions[source] = _Partition(source, hours, committed or 0, expected=start)
         return start
 
@@ -403,16 +401,11 @@ class ScoringPipeline:
         )
         for rejected in result.rejected:
             await self._dead_letter(rejected)
-        with self.stages.time("serialise"):
-            encoded = [(s.user_id.encode(), s.model_dump_json().encode()) for s in result.scores]
-        n = self.scores_partitions
+        n, topic, send = self.scores_partitions, self.config.scores_topic, self.sink.send
         with self.stages.time("produce"):
-            for (key, value), item_partition in zip(
-                encoded, (partition_of[s.user_id] for s in result.scores), strict=True
-            ):
-                await self.sink.send(
-                    self.config.scores_topic, key, value, partition=item_partition % n
-                )
+            for score in result.scores:
+                key = score.user_id.encode()
+                await send(topic, key, score.json, partition=partition_of[score.user_id] % n)
             await users.write(result.touched_users, self._committed_partition)
         for item in taken:
             outcome.ack(Source("tx", item.message.partition), item.message.offset)

@@ -114,6 +114,12 @@ def trained_registry(
     )
 
 
+@pytest.fixture(scope="session")
+def fraudstream_registry(trained_registry: TrainedRegistry) -> Path:
+    """The plugin's workers score with `trained_registry` (each stack works on a copy)."""
+    return trained_registry.root
+
+
 @pytest.fixture
 def copy_registry(trained_registry: TrainedRegistry, tmp_path: Path) -> TrainedRegistry:
     """A private copy of `trained_registry` that a test may change."""

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from fraudstream.testing import Broker, collect
 from models.drift_config import DAY_MS, HOUR_MS
 from models.drift_records import ScoreHour, decode_record
 from models.drift_replay import by_time, replay_offline
@@ -19,7 +20,6 @@ from schemas.events import DriftEvent, FraudScore, Label, epoch_ms
 from stream_app.drift_log import ProducerSink
 from stream_app.drift_monitor import DriftMonitorRunner, MonitorConfig
 from tests.drift_world import CONFIG, LATENESS_MS, T0, inputs, world
-from tests.integration.conftest import Broker, collect
 
 pytestmark = pytest.mark.integration
 
@@ -122,8 +122,9 @@ async def _failover(
 
 
 def test_a_failover_to_another_monitor_publishes_the_offline_events_once(
-    broker: Broker, fresh_topics: Callable[..., dict[str, str]]
+    fraudstream_broker: Broker, fraudstream_topics: Callable[..., dict[str, str]]
 ) -> None:
+    broker, fresh_topics = fraudstream_broker, fraudstream_topics
     w = world()
     scores_topic = fresh_topics("fraud-scores", partitions=SCORE_PARTITIONS)["fraud-scores"]
     labels_topic = fresh_topics("labels", partitions=LABEL_PARTITIONS)["labels"]
@@ -162,7 +163,9 @@ def test_a_failover_to_another_monitor_publishes_the_offline_events_once(
 
     outcome = asyncio.run(_failover(broker, config, rest, expected))
 
-    messages = collect(broker, drift_topic, lambda m: len(m) >= 3, 30, "the drift events")
+    messages = collect(
+        broker.client_config(), drift_topic, lambda m: len(m) >= 3, 30, "the drift events"
+    )
     published = [DriftEvent.model_validate_json(m.value()) for m in messages]
     assert sorted(map(_key, published)) == sorted(map(_key, expected.events))  # once each
     assert sorted(published, key=_key) == sorted(expected.events, key=_key)  # statistics too
@@ -173,7 +176,13 @@ def test_a_failover_to_another_monitor_publishes_the_offline_events_once(
     assert second["silent_hours"] > 0 and second["replay_mismatches"] == 0
     assert second["core.late_scores"] == second["core.late_labels"] == 0
 
-    log = collect(broker, inputs_topic, lambda m: len(m) >= len(expected.records), 30, "the log")
+    log = collect(
+        broker.client_config(),
+        inputs_topic,
+        lambda m: len(m) >= len(expected.records),
+        30,
+        "the log",
+    )
     records = [decode_record(m.value()) for m in log]
     hours = [(type(r).__name__, r.hour) for r in records]
     assert len(hours) == len(set(hours)) == len(expected.records)  # no hour logged twice

@@ -12,7 +12,6 @@ one shadowing it (`fraudstream models shadow`).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
+from fraudstream.testing import Stack
 from models.features import FEATURE_NAMES
 from models.fraud_labels import attributed_frauds
 from models.registry import ModelRegistry
@@ -31,16 +31,6 @@ from models.training import TrainingConfig, train
 from producers.simulator import SimulationConfig, simulate, write_traffic
 from schemas.events import DriftEvent, FraudScore, Label, ModelUpdate, Transaction, epoch_ms
 from schemas.jsonl import read_events, write_events
-from tests.integration.conftest import (
-    STACK_TOPICS,
-    Broker,
-    Stack,
-    collect,
-    covers,
-    free_port,
-    stop,
-)
-from tests.integration.test_worker import wait_for_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -115,118 +105,94 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     )
 
 
-def ids_of(path: Path) -> set[str]:
-    return {json.loads(line)["transaction_id"] for line in path.read_bytes().splitlines()}
+@pytest.fixture(scope="module")
+def fraudstream_registry(world: World) -> Path:
+    """This module's stacks score with the world's champion (a registry given to the kit)."""
+    return world.registry
 
 
 def test_drift_retrain_promotion_hot_swap_and_rollback(
-    broker: Broker, fresh_topics: Any, world: World, tmp_path: Path
+    fraudstream_stack: Stack, world: World
 ) -> None:
-    topics = fresh_topics(*STACK_TOPICS)
-    stack = Stack(broker, topics, f"loop-{time.monotonic_ns()}", world.registry, tmp_path)
+    stack = fraudstream_stack
     stack.extra_env["FRAUD_PRODUCER_LINGER_MS"] = "50"  # fewer, larger batches on the broker
     began = time.monotonic()
     mark = lambda what: print(f"{time.monotonic() - began:6.1f} s {what}")  # noqa: E731
-    logs = lambda: stack.worker_logs() + "\n--- retrain ---\n" + _read(tmp_path / "retrain.log")  # noqa: E731
-    store = ModelRegistry(world.registry, "fraud-xgb")
+    store = ModelRegistry(stack.registry, "fraud-xgb")  # the stack's copy of world.registry
     old_version = store.champion()
+    # Phase 1: history with the new pattern from day 20, labels as known on day 28 (replayed
+    # before the worker starts: it reads complete input, as offline scoring does).
+    stack.replay(world.phase1_labels, "labels")
+    phase1 = stack.replay(world.phase1)
     worker = stack.start_worker()
-    retrain = None
-    try:
-        # Phase 1: history with the new pattern from day 20, labels as known on day 28.
-        stack.replay(world.phase1_labels, "labels")
-        stack.replay(world.phase1)
-        phase1_ids = ids_of(world.phase1)
-        collect(
-            broker,
-            topics["fraud-scores"],
-            covers(phase1_ids),
-            240,
-            f"{len(phase1_ids)} phase-1 scores",
-            logs,
-        )
-        mark("phase 1 scored")
-        drift = [
-            DriftEvent.model_validate_json(m.value())
-            for m in collect(
-                broker, topics["drift-events"], lambda ms: bool(ms), 60, "a drift event", logs
-            )
-        ]
-        after = [d for d in drift if d.detected_at >= day(DRIFT_DAY)]
-        assert after, f"no drift detected after the new pattern began: {drift}"
-        assert all(d.model_version == old_version for d in drift)
+    stack.scores(phase1, timeout=240)
+    mark("phase 1 scored")
+    drift = [
+        DriftEvent.model_validate_json(m.value())
+        for m in stack.read("drift-events", lambda ms: bool(ms), 60, "a drift event")
+    ]
+    after = [d for d in drift if d.detected_at >= day(DRIFT_DAY)]
+    assert after, f"no drift detected after the new pattern began: {drift}"
+    assert all(d.model_version == old_version for d in drift)
 
-        # The retrain service takes the drift events, trains, gates and promotes.
-        mark("drift seen")
-        port = free_port()
-        retrain = stack.start("retrain", "retrain", *RETRAIN, env={"FRAUD_METRICS_PORT": str(port)})
-        updates = [
-            ModelUpdate.model_validate_json(m.value())
-            for m in collect(
-                broker, topics["model-updates"], lambda ms: bool(ms), 300, "a promotion", logs
-            )
-        ]
-        assert [u.action for u in updates] == ["promote"]
-        mark("promoted")
-        new_version = updates[0].version
-        assert new_version != old_version and store.champion() == new_version
-        lineage = store.get(new_version).metadata["lineage"]
-        assert lineage["parent"] == old_version and lineage["trigger"] == "drift"
-        assert lineage["gate"]["passed"] is True
-        runs = wait_for_metrics(
-            port,
-            lambda m: (
-                m.get('fraudstream_retrain_runs_total{outcome="promoted",trigger="drift"}') == 1
-            ),
-        )
-        assert runs["fraudstream_retrain_drift_events_received_total"] >= len(drift)
-        assert runs["fraudstream_retrain_last_success_timestamp_seconds"] > 0
+    # The retrain service takes the drift events, trains, gates and promotes.
+    mark("drift seen")
+    retrain = stack.start_retrain(*RETRAIN)
+    updates = [
+        ModelUpdate.model_validate_json(m.value())
+        for m in stack.read("model-updates", lambda ms: bool(ms), 300, "a promotion")
+    ]
+    assert [u.action for u in updates] == ["promote"]
+    mark("promoted")
+    new_version = updates[0].version
+    assert new_version != old_version and store.champion() == new_version
+    lineage = store.get(new_version).metadata["lineage"]
+    assert lineage["parent"] == old_version and lineage["trigger"] == "drift"
+    assert lineage["gate"]["passed"] is True
+    runs = retrain.wait_for_metrics(
+        lambda m: m.get('fraudstream_retrain_runs_total{outcome="promoted",trigger="drift"}') == 1
+    )
+    assert runs["fraudstream_retrain_drift_events_received_total"] >= len(drift)
+    assert runs["fraudstream_retrain_last_success_timestamp_seconds"] > 0
 
-        # Phase 2: the same worker process scores with the new champion.
-        _wait_for_log(stack, f"champion {old_version} -> {new_version}", logs)
-        stack.replay(world.phase2)
-        phase2 = _scores(broker, topics["fraud-scores"], ids_of(world.phase2), logs)
-        mark("phase 2 scored")
-        assert {s.model_version for s in phase2.values()} == {new_version}
-        assert worker.poll() is None, "the worker restarted"
-        # Determinism across the pause between replays: features exactly as offline.
-        offline = _offline_features(world, store.load(old_version))
-        assert [t for t, x in phase2.items() if x.features != offline[t]] == []
-        rows = np.array([[s.features[n] for n in FEATURE_NAMES] for s in phase2.values()])
-        truth = np.array([world.is_fraud.get(t, False) for t in phase2])
-        old = Scorer.from_loaded(store.load(old_version)).score(rows).scores
-        new = [s.score for s in phase2.values()]
-        ap_old, ap_new = average_precision_score(truth, old), average_precision_score(truth, new)
-        assert ap_new > ap_old + 0.05, (ap_old, ap_new)
+    # Phase 2: the same worker process scores with the new champion.
+    worker.wait_for_log(f"champion {old_version} -> {new_version}")
+    phase2 = _scores(stack, stack.replay(world.phase2))
+    mark("phase 2 scored")
+    assert {s.model_version for s in phase2.values()} == {new_version}
+    assert worker.running, "the worker restarted"
+    # Determinism across the pause between replays: features exactly as offline.
+    offline = _offline_features(world, store.load(old_version))
+    assert [t for t, x in phase2.items() if x.features != offline[t]] == []
+    rows = np.array([[s.features[n] for n in FEATURE_NAMES] for s in phase2.values()])
+    truth = np.array([world.is_fraud.get(t, False) for t in phase2])
+    old = Scorer.from_loaded(store.load(old_version)).score(rows).scores
+    new = [s.score for s in phase2.values()]
+    ap_old, ap_new = average_precision_score(truth, old), average_precision_score(truth, new)
+    assert ap_new > ap_old + 0.05, (ap_old, ap_new)
 
-        # Rollback: running workers return to the previous champion.
-        mark(f"post-drift AP: old {ap_old:.3f}, new {ap_new:.3f} ({int(truth.sum())} frauds)")
-        done = stack.cli("models", "rollback", "--reason", "test")
-        assert done.returncode == 0, done.stderr
-        _wait_for_log(stack, f"champion {new_version} -> {old_version}", logs)
-        # ... and the challenger can keep shadowing it: scored beside, never deciding.
-        done = stack.cli("models", "shadow", new_version, "--reason", "test")
-        assert done.returncode == 0, done.stderr
-        _wait_for_log(stack, f"shadow {new_version}", logs)
-        stack.replay(world.phase3)
-        phase3 = _scores(broker, topics["fraud-scores"], ids_of(world.phase3), logs)
-        mark("phase 3 scored")
-        assert {s.model_version for s in phase3.values()} == {old_version}
-        assert {s.shadow.model_version for s in phase3.values() if s.shadow} == {new_version}
-        assert all(s.shadow is not None for s in phase3.values())
-    finally:
-        if retrain is not None:
-            stop(retrain)
-        assert stop(worker) == 0, logs()[-3000:]
+    # Rollback: running workers return to the previous champion.
+    mark(f"post-drift AP: old {ap_old:.3f}, new {ap_new:.3f} ({int(truth.sum())} frauds)")
+    done = stack.cli("models", "rollback", "--reason", "test")
+    assert done.returncode == 0, done.stderr
+    worker.wait_for_log(f"champion {new_version} -> {old_version}")
+    # ... and the challenger can keep shadowing it: scored beside, never deciding.
+    done = stack.cli("models", "shadow", new_version, "--reason", "test")
+    assert done.returncode == 0, done.stderr
+    worker.wait_for_log(f"shadow {new_version}")
+    phase3 = _scores(stack, stack.replay(world.phase3))
+    mark("phase 3 scored")
+    assert {s.model_version for s in phase3.values()} == {old_version}
+    assert {s.shadow.model_version for s in phase3.values() if s.shadow} == {new_version}
+    assert all(s.shadow is not None for s in phase3.values())
+    retrain.stop()
+    worker.stop()
 
 
-def _scores(broker: Broker, topic: str, ids: set[str], logs: Any) -> dict[str, FraudScore]:
-    found: dict[str, FraudScore] = {}
-    for message in collect(broker, topic, covers(ids), 120, f"{len(ids)} scores", logs):
-        score = FraudScore.model_validate_json(message.value())
-        if score.transaction_id in ids:
-            found[score.transaction_id] = score
-    return found
+def _scores(stack: Stack, sent: Any) -> dict[str, FraudScore]:
+    """The latest score of each transaction `sent` (a replay)."""
+    scores = stack.scores(sent)
+    return {t: copies[-1] for t, copies in scores.items() if t in sent.transaction_ids}
 
 
 def _offline_features(world: World, champion: Any) -> dict[str, dict[str, float]]:
@@ -239,17 +205,3 @@ def _offline_features(world: World, champion: Any) -> dict[str, dict[str, float]
         s.transaction_id: s.features
         for s in score_offline(txs, Scorer.from_loaded(champion), known)
     }
-
-
-def _wait_for_log(stack: Stack, text: str, logs: Any, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while text not in stack.worker_logs():
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"worker never logged '{text}' within {timeout_s} s\n{logs()[-3000:]}"
-            )
-        time.sleep(0.2)
-
-
-def _read(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else ""

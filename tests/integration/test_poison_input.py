@@ -9,13 +9,12 @@ import json
 import random
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
-from schemas.events import DeadLetter, FraudScore
-from tests.integration.conftest import DATA, Stack, collect, covers, stop
+from fraudstream.testing import Stack
+from tests.integration.test_worker import DATA
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -90,50 +89,31 @@ def poison(count: int, seed: int = 7) -> list[tuple[str, bytes, set[str]]]:
 
 
 def test_ten_thousand_malformed_messages_go_to_the_dlq_and_every_valid_one_is_scored(
-    stack: Stack, tmp_path: Path
+    fraudstream_stack: Stack,
 ) -> None:
+    stack = fraudstream_stack
     valid = (DATA / "traffic.jsonl").read_bytes().splitlines()[:2000]
     bad = poison(10_000)
     worker = stack.start_worker()
-    try:
-        producer = Producer({**stack.broker.client_config(), "linger.ms": 50})
-        for i, (_kind, value, _) in enumerate(bad):
-            producer.produce(stack.topics["transactions"], value=value, key=f"k{i % 97}".encode())
-            if i % 5 == 0:
-                line = valid[i // 5]
-                producer.produce(
-                    stack.topics["transactions"],
-                    value=line,
-                    key=json.loads(line)["user_id"].encode(),
-                )
-            producer.poll(0)
-        assert producer.flush(30) == 0
-        ids = {json.loads(line)["transaction_id"] for line in valid}
-        scores = collect(
-            stack.broker,
-            stack.topics["fraud-scores"],
-            covers(ids),
-            180,
-            "2,000 scores",
-            stack.worker_logs,
-        )
-        letters = collect(
-            stack.broker,
-            stack.topics["transactions-dlq"],
-            lambda m: len(m) >= len(bad),
-            180,
-            f"{len(bad)} dead letters",
-            stack.worker_logs,
-        )
-        assert worker.poll() is None, "the worker died on input"
-    finally:
-        assert stop(worker) == 0, stack.worker_logs()[-3000:]
-    scored = Counter(FraudScore.model_validate_json(m.value()).transaction_id for m in scores)
-    assert set(scored) == ids and max(scored.values()) == 1
+    producer = Producer({**stack.broker.client_config(), "linger.ms": 50})
+    for i, (_kind, value, _) in enumerate(bad):
+        producer.produce(stack.topics["transactions"], value=value, key=f"k{i % 97}".encode())
+        if i % 5 == 0:
+            line = valid[i // 5]
+            producer.produce(
+                stack.topics["transactions"], value=line, key=json.loads(line)["user_id"].encode()
+            )
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    ids = {json.loads(line)["transaction_id"] for line in valid}
+    scored = stack.scores(ids, timeout=180)
     parsed = sorted(
-        (DeadLetter.model_validate_json(m.value()) for m in letters),
-        key=lambda d: (d.partition, d.offset),
+        stack.dead_letters(len(bad), timeout=180), key=lambda d: (d.partition, d.offset)
     )
+    assert worker.running, "the worker died on input"
+    worker.stop()
+    assert set(scored) == ids
+    scored.single()  # each valid one scored exactly once
     assert len(parsed) == len(bad)
     # Each partition keeps the producer's order: the n-th letter of a partition is the n-th bad
     # message sent to it, so every letter can be matched to what was sent, bytes and reason.
@@ -149,4 +129,4 @@ def test_ten_thousand_malformed_messages_go_to_the_dlq_and_every_valid_one_is_sc
         if base64.b64decode(letter.original_value) != value or letter.reason not in reasons:
             wrong.append((kind, letter.reason, letter.error[:80]))
     assert wrong == []
-    assert "Traceback" not in stack.worker_logs()
+    assert "Traceback" not in stack.logs()

@@ -13,14 +13,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections import Counter
 
 import pytest
 from confluent_kafka import Producer
 
+from fraudstream.testing import Stack
 from fraudstream.topics import create_topics
-from schemas.events import DeadLetter, FraudScore
-from tests.integration.conftest import DATA, Stack, collect, covers, stop
+from tests.integration.test_worker import DATA
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -37,7 +36,10 @@ def big(size: int, partition: int) -> bytes:
     return head + b"x" * (size - len(head) - 2) + b'"}'
 
 
-def test_records_at_the_size_limits_and_duplicates_do_not_stop_a_partition(stack: Stack) -> None:
+def test_records_at_the_size_limits_and_duplicates_do_not_stop_a_partition(
+    fraudstream_stack: Stack,
+) -> None:
+    stack = fraudstream_stack
     # The input topic says how large a record may be (the embedded broker does not enforce it).
     stack.topics["transactions"] += "-limited"
     create_topics(
@@ -49,63 +51,45 @@ def test_records_at_the_size_limits_and_duplicates_do_not_stop_a_partition(stack
     valid = (DATA / "traffic.jsonl").read_bytes().splitlines()[:1200]
     duplicates = valid[-10:]  # sent again right after, under new offsets
     worker = stack.start_worker()
-    try:
-        producer = Producer(
-            {**stack.broker.client_config(), "linger.ms": 20, "message.max.bytes": 2 * TOPIC_LIMIT}
-        )
-        for i, line in enumerate(valid):
-            key = json.loads(line)["user_id"].encode()
-            if i == 200:  # a header flood on a valid transaction
+    producer = Producer(
+        {**stack.broker.client_config(), "linger.ms": 20, "message.max.bytes": 2 * TOPIC_LIMIT}
+    )
+    for i, line in enumerate(valid):
+        key = json.loads(line)["user_id"].encode()
+        if i == 200:  # a header flood on a valid transaction
+            producer.produce(
+                stack.topics["transactions"],
+                value=line,
+                key=key,
+                headers=[(f"h{n}", b"\xff" * 8) for n in range(5000)],
+            )
+        elif i == 201:  # a key that is not UTF-8 (the worker keys scores by user_id)
+            producer.produce(stack.topics["transactions"], value=line, key=b"\xff\xfe")
+        else:
+            producer.produce(stack.topics["transactions"], value=line, key=key)
+        if i in BIG_AFTER:  # between valid transactions, on every partition
+            size = SIZES[BIG_AFTER.index(i)]
+            for partition in range(PARTITIONS):
                 producer.produce(
                     stack.topics["transactions"],
-                    value=line,
-                    key=key,
-                    headers=[(f"h{n}", b"\xff" * 8) for n in range(5000)],
+                    value=big(size, partition),
+                    key=b"k" * 50_000 if partition == 0 else b"big",
+                    partition=partition,
                 )
-            elif i == 201:  # a key that is not UTF-8 (the worker keys scores by user_id)
-                producer.produce(stack.topics["transactions"], value=line, key=b"\xff\xfe")
-            else:
-                producer.produce(stack.topics["transactions"], value=line, key=key)
-            if i in BIG_AFTER:  # between valid transactions, on every partition
-                size = SIZES[BIG_AFTER.index(i)]
-                for partition in range(PARTITIONS):
-                    producer.produce(
-                        stack.topics["transactions"],
-                        value=big(size, partition),
-                        key=b"k" * 50_000 if partition == 0 else b"big",
-                        partition=partition,
-                    )
-            producer.poll(0)
-        for line in duplicates:
-            producer.produce(
-                stack.topics["transactions"], value=line, key=json.loads(line)["user_id"].encode()
-            )
-        assert producer.flush(60) == 0
-        ids = {json.loads(line)["transaction_id"] for line in valid}
-        scores = collect(
-            stack.broker,
-            stack.topics["fraud-scores"],
-            covers(ids),
-            240,
-            f"{len(ids)} scores behind records of up to {TOPIC_LIMIT} bytes",
-            stack.worker_logs,
+        producer.poll(0)
+    for line in duplicates:
+        producer.produce(
+            stack.topics["transactions"], value=line, key=json.loads(line)["user_id"].encode()
         )
-        expected_letters = len(SIZES) * PARTITIONS + len(duplicates)
-        letters = collect(
-            stack.broker,
-            stack.topics["transactions-dlq"],
-            lambda m: len(m) >= expected_letters,
-            120,
-            f"{expected_letters} dead letters",
-            stack.worker_logs,
-        )
-        assert worker.poll() is None, "the worker died on input"
-    finally:
-        assert stop(worker) == 0, stack.worker_logs()[-3000:]
-    scored = Counter(FraudScore.model_validate_json(m.value()).transaction_id for m in scores)
-    assert set(scored) == ids
-    assert max(scored.values()) == 1, "a duplicate transaction id was scored twice"
-    parsed = [DeadLetter.model_validate_json(m.value()) for m in letters]
+    assert producer.flush(60) == 0
+    ids = {json.loads(line)["transaction_id"] for line in valid}
+    scores = stack.scores(ids, timeout=240)
+    expected_letters = len(SIZES) * PARTITIONS + len(duplicates)
+    parsed = stack.dead_letters(expected_letters, timeout=120)
+    assert worker.running, "the worker died on input"
+    worker.stop()  # exit code 0 asserted
+    assert set(scores) == ids
+    assert scores.duplicates() == {}, "a duplicate transaction id was scored twice"
     assert len(parsed) == expected_letters
     oversized = [d for d in parsed if d.reason == "oversized"]
     assert sorted(d.original_size or 0 for d in oversized) == sorted(SIZES * PARTITIONS)
@@ -119,4 +103,4 @@ def test_records_at_the_size_limits_and_duplicates_do_not_stop_a_partition(stack
     dupes = sorted(d.offset for d in parsed if d.reason == "duplicate")
     assert len(dupes) == len(duplicates)
     assert all("already applied" in d.error for d in parsed if d.reason == "duplicate")
-    assert "Traceback" not in stack.worker_logs()
+    assert "Traceback" not in worker.logs()

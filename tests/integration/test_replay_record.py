@@ -10,18 +10,19 @@ from typing import Any
 
 import pytest
 
+from fraudstream.testing import Broker, collect
 from producers.record import record
 from producers.replay import Pacer, read_recording, replay
 from schemas.errors import InputError
 from schemas.events import epoch_ms
 from tests.conftest import SimulatedData
-from tests.integration.conftest import Broker, collect
 
 pytestmark = pytest.mark.integration
 
 
 def consume_all(broker: Broker, topic: str, expected: int, timeout_s: float = 30.0) -> list[Any]:
-    messages = collect(broker, topic, lambda m: len(m) >= expected, timeout_s, f"{expected}")
+    config = broker.client_config()
+    messages = collect(config, topic, lambda m: len(m) >= expected, timeout_s, f"{expected}")
     assert len(messages) == expected, f"got {len(messages)} messages, expected {expected}"
     return messages
 
@@ -33,12 +34,13 @@ def head(source: Path, target: Path, count: int) -> list[bytes]:
 
 
 def test_replay_keys_by_user_and_stamps_event_time(
-    broker: Broker,
-    fresh_topics: Callable[..., dict[str, str]],
+    fraudstream_broker: Broker,
+    fraudstream_topics: Callable[..., dict[str, str]],
     small_dataset: SimulatedData,
     tmp_path: Path,
 ) -> None:
-    topic = fresh_topics("transactions")["transactions"]
+    broker = fraudstream_broker
+    topic = fraudstream_topics("transactions")["transactions"]
     lines = head(small_dataset.transactions_file, tmp_path / "tx.jsonl", 3000)
     stats = replay(
         read_recording(tmp_path / "tx.jsonl", send_invalid=False),
@@ -63,12 +65,13 @@ def test_replay_keys_by_user_and_stamps_event_time(
 
 
 def test_labels_are_keyed_by_transaction_and_stamped_with_labeled_at(
-    broker: Broker,
-    fresh_topics: Callable[..., dict[str, str]],
+    fraudstream_broker: Broker,
+    fraudstream_topics: Callable[..., dict[str, str]],
     small_dataset: SimulatedData,
     tmp_path: Path,
 ) -> None:
-    topic = fresh_topics("labels")["labels"]
+    broker = fraudstream_broker
+    topic = fraudstream_topics("labels")["labels"]
     lines = head(small_dataset.labels_file, tmp_path / "labels.jsonl", 500)
     replay(read_recording(tmp_path / "labels.jsonl", False), topic, broker.client_config(), Pacer())
     for message in consume_all(broker, topic, len(lines)):
@@ -78,12 +81,13 @@ def test_labels_are_keyed_by_transaction_and_stamped_with_labeled_at(
 
 
 def test_record_writes_every_message_and_stops_at_max(
-    broker: Broker,
-    fresh_topics: Callable[..., dict[str, str]],
+    fraudstream_broker: Broker,
+    fraudstream_topics: Callable[..., dict[str, str]],
     small_dataset: SimulatedData,
     tmp_path: Path,
 ) -> None:
-    topic = fresh_topics("transactions")["transactions"]
+    broker = fraudstream_broker
+    topic = fraudstream_topics("transactions")["transactions"]
     lines = head(small_dataset.transactions_file, tmp_path / "tx.jsonl", 2000)
     replay(read_recording(tmp_path / "tx.jsonl", False), topic, broker.client_config(), Pacer())
 
@@ -97,7 +101,7 @@ def test_record_writes_every_message_and_stops_at_max(
 
 
 def test_bad_lines_are_refused_unless_sent_on_purpose(
-    broker: Broker, fresh_topics: Callable[..., dict[str, str]], tmp_path: Path
+    fraudstream_broker: Broker, fraudstream_topics: Callable[..., dict[str, str]], tmp_path: Path
 ) -> None:
     recording = tmp_path / "mixed.jsonl"
     good = (
@@ -108,7 +112,8 @@ def test_bad_lines_are_refused_unless_sent_on_purpose(
     with pytest.raises(InputError, match=r"mixed\.jsonl:2: not JSON"):
         list(read_recording(recording, send_invalid=False))
 
-    topic = fresh_topics("transactions")["transactions"]
+    broker = fraudstream_broker
+    topic = fraudstream_topics("transactions")["transactions"]
     stats = replay(read_recording(recording, True), topic, broker.client_config(), Pacer())
     assert (stats.sent, stats.invalid_sent, stats.failed) == (3, 1, 0)
     values = {m.value() for m in consume_all(broker, topic, 3)}
@@ -118,7 +123,10 @@ def test_bad_lines_are_refused_unless_sent_on_purpose(
     assert (recorded.written, recorded.not_json) == (2, 1)
 
 
-def test_record_of_a_missing_topic_is_a_clear_error(broker: Broker, tmp_path: Path) -> None:
+def test_record_of_a_missing_topic_is_a_clear_error(
+    fraudstream_broker: Broker, tmp_path: Path
+) -> None:
+    broker = fraudstream_broker
     with pytest.raises(InputError, match="does not exist"):
         record("no-such-topic-here", tmp_path / "x.jsonl", broker.client_config(), timeout_s=1)
     assert not (tmp_path / "x.jsonl").exists()

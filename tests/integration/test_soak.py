@@ -3,10 +3,10 @@
 Marked slow (`make soak`). Duration and load come from the environment:
 
 * FRAUD_SOAK_S (default 300): how long traffic flows. On the embedded broker the fetch cost
-  grows with the batches stored per partition (DESIGN.md), which bounds how long a soak can run
-  there (the replayers batch for 250 ms to stay inside it; with 20 ms batches every partition
-  stalled after ~30,000 transactions); against real Kafka (testcontainers, when a Docker engine
-  answers) use 1800 or more.
+  grows with the batches stored per partition (docs/CONTRACT.md), which bounds how long a soak
+  can run there (the replayers batch for 250 ms to stay inside it; with 20 ms batches every
+  partition stalled after ~30,000 transactions); against real Kafka (testcontainers, when a
+  Docker engine answers) use 1800 or more.
 * FRAUD_SOAK_RATE (default 150): transactions per second offered.
 
 The traffic is a simulated world replayed at a constant event-time speed chosen so that the run
@@ -22,6 +22,7 @@ error-level log line.
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import time
 from pathlib import Path
@@ -29,9 +30,8 @@ from pathlib import Path
 import pytest
 
 from fraudstream.broker import free_port
-from tests.integration.conftest import Stack, stop
+from fraudstream.testing import Stack
 from tests.integration.test_backpressure import rss_bytes
-from tests.integration.test_worker import scrape, wait_for_metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
 
@@ -62,50 +62,48 @@ def simulate_world(out: Path) -> tuple[Path, Path, int]:
     return tx_file, label_file, len(traffic)
 
 
-def test_soak_memory_and_state_stay_flat(stack: Stack, tmp_path: Path) -> None:
+def test_soak_memory_and_state_stay_flat(fraudstream_stack: Stack, tmp_path: Path) -> None:
+    stack = fraudstream_stack
     tx_file, label_file, total = simulate_world(tmp_path / "world")
     speed = EVENT_DAYS * 86_400 / SOAK_S
-    port = free_port()
-    stack.extra_env["FRAUD_METRICS_PORT"] = str(port)
-    worker = stack.start("worker-w", "worker", "--loglevel", "info")
-    replayers = []
-    samples: list[tuple[float, int, dict[str, float]]] = []
-    try:
-        wait_for_metrics(port, lambda m: "fraudstream_transactions_scored_total" in m, 90)
-        began = time.monotonic()
+    worker = stack.start("worker-w", "worker", "--loglevel", "info", metrics_port=free_port())
+    worker.wait_for_metrics(lambda m: "fraudstream_transactions_scored_total" in m, 90)
+    began = time.monotonic()
+    replayers = [
+        stack.start(
+            name,
+            "replay",
+            str(path),
+            "--topic",
+            stack.topics[role],
+            "--speed",
+            f"{speed}",
+            "--linger-ms",
+            "250",  # fewer, bigger batches: the embedded broker's cost grows with them
+        )
         for name, role, path in (
             ("replay-tx", "transactions", tx_file),
             ("replay-labels", "labels", label_file),
-        ):
-            replayers.append(
-                stack.start(
-                    name,
-                    "replay",
-                    str(path),
-                    "--topic",
-                    stack.topics[role],
-                    "--speed",
-                    f"{speed}",
-                    "--linger-ms",
-                    "250",  # fewer, bigger batches: the embedded broker's cost grows with them
-                )
-            )
-        deadline = began + SOAK_S * 1.5 + 120
-        scored = 0.0
-        while scored < total:
-            assert worker.poll() is None, f"the worker died\n{stack.worker_logs()[-3000:]}"
-            assert time.monotonic() < deadline, (
-                f"{scored:.0f} of {total} scored after {time.monotonic() - began:.0f} s\n"
-                f"{stack.worker_logs()[-3000:]}"
-            )
-            metrics = scrape(port)
-            scored = metrics.get("fraudstream_transactions_scored_total", 0.0)
-            samples.append((time.monotonic() - began, rss_bytes(worker.pid), state(metrics)))
-            time.sleep(SAMPLE_EVERY_S)
-    finally:
-        for replayer in replayers:
-            stop(replayer)
-        assert stop(worker) == 0, stack.worker_logs()[-3000:]
+        )
+    ]
+    samples: list[tuple[float, int, dict[str, float]]] = []
+    deadline = began + SOAK_S * 1.5 + 120
+    scored = 0.0
+    while scored < total:
+        assert worker.running, f"the worker died\n{worker.logs(3000)}"
+        assert time.monotonic() < deadline, (
+            f"{scored:.0f} of {total} scored after {time.monotonic() - began:.0f} s\n"
+            f"{worker.logs(3000)}"
+        )
+        metrics = worker.scrape()
+        scored = metrics.get("fraudstream_transactions_scored_total", 0.0)
+        samples.append((time.monotonic() - began, rss_bytes(worker.pid), state(metrics)))
+        time.sleep(SAMPLE_EVERY_S)  # the sampling interval of the measurement, not a wait
+    tx_replayer, label_replayer = replayers
+    tx_replayer.stop()  # finished: every transaction was scored; exit code 0 asserted
+    # Labels arrive days after their transactions (event time): that replay may still run.
+    assert label_replayer.stop(expect=None) in (0, -signal.SIGTERM)
+    worker.stop()
 
     report(samples)
     assert scored >= total
@@ -123,7 +121,7 @@ def test_soak_memory_and_state_stay_flat(stack: Stack, tmp_path: Path) -> None:
         assert at_end <= max(at_warm * (1 + STATE_GROWTH_LIMIT), 1000), (
             f"state {kind!r} kept growing: {at_warm:.0f} after warm-up, {at_end:.0f} at the end"
         )
-    errors = [line for line in stack.worker_logs().splitlines() if "[ERROR]" in line]
+    errors = [line for line in worker.logs().splitlines() if "[ERROR]" in line]
     assert not errors, "\n".join(errors[:20])
 
 

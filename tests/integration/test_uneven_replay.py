@@ -15,6 +15,7 @@ import json
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,13 +23,14 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from fraudstream.testing import Stack
 from models.fraud_labels import attributed_frauds
+from models.registry import ModelRegistry
 from models.scoring import Scorer, score_offline
 from producers.simulator import SimulationConfig, simulate, write_traffic
 from schemas.events import FraudScore, Label, Transaction, epoch_ms
 from schemas.jsonl import read_events
-from tests.integration.conftest import Stack, collect, covers, free_port, stop
-from tests.integration.test_worker import assert_same, scrape, wait_for_metrics
+from tests.integration.test_worker import assert_same
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +48,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, trained_registry: object) -> World:
+def world(tmp_path_factory: pytest.TempPathFactory, fraudstream_registry: Path) -> World:
     directory = tmp_path_factory.mktemp("uneven-world")
     tx_file, label_file = write_traffic(simulate(WORLD), directory)
-    scorer = Scorer.from_loaded(trained_registry.store().load())  # type: ignore[attr-defined]
+    scorer = Scorer.from_loaded(ModelRegistry(fraudstream_registry, "fraud-xgb").load())
     frauds = attributed_frauds(read_events(label_file, Label).records)
     assert frauds.unattributable == 0
     txs = read_events(tx_file, Transaction).records
@@ -93,30 +95,19 @@ def produce(stack: Stack, world: World, lag_ms: int) -> float:
 def replay_and_score(
     stack: Stack, world: World, lag_ms: int
 ) -> tuple[list[FraudScore], float, dict[str, float]]:
-    port = free_port()
-    stack.extra_env["FRAUD_METRICS_PORT"] = str(port)
-    worker = stack.start_worker("uneven" if lag_ms else "even")
-    try:
-        wait_for_metrics(port, lambda m: "fraudstream_transactions_scored_total" in m, 60)
-        started = produce(stack, world, lag_ms)
-        messages = collect(
-            stack.broker,
-            stack.topics["fraud-scores"],
-            covers(set(world.expected)),
-            600,
-            f"{len(world.expected)} scores",
-            stack.worker_logs,
-        )
-        seconds = time.monotonic() - started
-        metrics = scrape(port)
-    finally:
-        assert stop(worker) == 0, stack.worker_logs()[-3000:]
-    return [FraudScore.model_validate_json(m.value()) for m in messages], seconds, metrics
+    worker = stack.start_worker("uneven" if lag_ms else "even")  # ready to score
+    started = produce(stack, world, lag_ms)
+    scores = stack.scores(set(world.expected), timeout=600)
+    seconds = time.monotonic() - started
+    metrics = worker.scrape()
+    worker.stop()  # exit code 0 asserted
+    return [copy for copies in scores.values() for copy in copies], seconds, metrics
 
 
 def test_a_partition_three_days_behind_throughout_scores_exactly_as_offline(
-    stack: Stack, fresh_topics: object, world: World
+    fraudstream_stack: Stack, fraudstream_topics: Callable[..., dict[str, str]], world: World
 ) -> None:
+    stack = fraudstream_stack
     scores, uneven_s, metrics = replay_and_score(stack, world, LAG_MS)
     copies = Counter(s.transaction_id for s in scores)
     assert set(copies) == set(world.expected)
@@ -125,10 +116,10 @@ def test_a_partition_three_days_behind_throughout_scores_exactly_as_offline(
         assert_same(score, world.expected[score.transaction_id])
     assert any(s.features["merchant_fraud_rate_30d"] > 0 for s in scores)
     assert metrics.get('fraudstream_merchant_late_total{kind="tx"}', 0) == 0
-    assert "offset gap" not in stack.worker_logs(), "a partition had to be read again"
+    assert "offset gap" not in stack.logs(), "a partition had to be read again"
 
     # The same traffic, produced evenly, into fresh topics and a fresh worker.
-    stack.topics = fresh_topics(*stack.topics)  # type: ignore[operator]
+    stack.topics = fraudstream_topics(*stack.topics)
     stack.app_id += "-even"
     even, even_s, _ = replay_and_score(stack, world, 0)
     assert {s.transaction_id for s in even} == set(world.expected)

@@ -287,6 +287,14 @@ def test_evaluate_reports_sensible_metrics_and_writes_the_report(
     assert {Path(p).name for p in evaluated["report"]} == expected
     for name in expected:
         assert (pipeline.report_dir / name).stat().st_size > 0
+    # The report says what it evaluated: which model, over which event-time window.
+    times = sorted(t.timestamp for t in small_dataset.transactions)
+    assert evaluated["model_versions"] == {"v1": len(small_dataset.transactions)}
+    assert datetime.fromisoformat(evaluated["first_event_time"]) == times[0]
+    assert datetime.fromisoformat(evaluated["last_event_time"]) == times[-1]
+    markdown = (pipeline.report_dir / MARKDOWN_REPORT).read_text()
+    assert f"| Model version(s) | v1 ({len(times)}) |" in markdown
+    assert f"{evaluated['first_event_time']} to {evaluated['last_event_time']}" in markdown
 
 
 @dataclass(frozen=True)
@@ -325,6 +333,8 @@ def test_evaluate_prints_a_table_and_honours_the_period(
             rows[cells[0]] = cells[1]
     assert rows["n_transactions"] == str(in_period)
     assert 0.5 < float(rows["auc_roc"]) <= 1.0
+    assert rows["model_versions"] == f"v1 ({in_period})"
+    assert rows["window"].startswith(since.isoformat().replace("+00:00", "Z"))
 
 
 def test_models_list_and_show(pipeline: Pipeline) -> None:
@@ -760,14 +770,17 @@ def test_show_and_promote_refuse_tampered_metadata(
 
 
 def test_incomplete_version_is_refused(
-    fails: Callable[..., str], tmp_path: Path, copy_registry: TrainedRegistry
+    fails: Callable[..., str],
+    tmp_path: Path,
+    copy_registry: TrainedRegistry,
+    tiny_dataset: SimulatedData,
 ) -> None:
     version_dir = copy_registry.store().versions_dir / copy_registry.version
     (version_dir / SUMS_FILE).unlink()
     message = fails(
         "score",
         "--transactions",
-        tmp_path / "unused.jsonl",
+        tiny_dataset.transactions_file,
         "--registry",
         copy_registry.root,
         "--out",
@@ -776,11 +789,13 @@ def test_incomplete_version_is_refused(
     assert f"{version_dir}: incomplete version" in message
 
 
-def test_score_without_a_champion(fails: Callable[..., str], tmp_path: Path) -> None:
+def test_score_without_a_champion(
+    fails: Callable[..., str], tmp_path: Path, tiny_dataset: SimulatedData
+) -> None:
     message = fails(
         "score",
         "--transactions",
-        tmp_path / "unused.jsonl",
+        tiny_dataset.transactions_file,
         "--registry",
         tmp_path / "empty-registry",
         "--out",
@@ -788,6 +803,61 @@ def test_score_without_a_champion(fails: Callable[..., str], tmp_path: Path) -> 
     )
     assert "no champion" in message
     assert "train --promote" in message
+    assert "demo" not in message  # no demo registry here: no hint
+
+
+def test_score_checks_its_input_files_before_the_registry(
+    fails: Callable[..., str], tmp_path: Path, tiny_dataset: SimulatedData
+) -> None:
+    for transactions, labels in (
+        (tmp_path / "nope.jsonl", None),
+        (tiny_dataset.transactions_file, tmp_path / "nope.jsonl"),
+    ):
+        message = fails(
+            "score",
+            "--transactions",
+            transactions,
+            *(["--labels", labels] if labels else []),
+            "--registry",
+            tmp_path / "empty-registry",
+            "--out",
+            tmp_path / "scores.jsonl",
+        )
+        assert f"{tmp_path / 'nope.jsonl'}: file not found" in message
+        assert "champion" not in message
+
+
+def test_without_a_champion_the_error_points_at_the_demo_registry(
+    fails: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    copy_registry: TrainedRegistry,
+    tiny_dataset: SimulatedData,
+) -> None:
+    demo = tmp_path / "state" / "demo" / "registry"
+    demo.parent.mkdir(parents=True)
+    copy_registry.root.rename(demo)
+    monkeypatch.setenv("FRAUD_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv(REGISTRY_ENV, str(tmp_path / "empty-registry"))
+    message = fails(
+        "score", "--transactions", tiny_dataset.transactions_file, "--out", tmp_path / "s.jsonl"
+    )
+    assert "no champion" in message
+    assert f"the demo's models are in {demo}: pass --registry {demo}" in message
+    listed = invoke(
+        "models",
+        "list",
+        env={"FRAUD_STATE_DIR": str(tmp_path / "state"), REGISTRY_ENV: str(tmp_path / "empty")},
+    )
+    assert f"the demo's models are in {demo}: pass --registry {demo}" in listed.stdout
+
+
+def test_the_worker_keeps_faust_data_under_the_state_dir(tmp_path: Path) -> None:
+    from fraudstream.cli import worker_config
+    from fraudstream.settings import Settings
+
+    config = worker_config(Settings(state_dir=tmp_path, app_id="scorers"))
+    assert config.data_dir == str(tmp_path / "scorers-data")
 
 
 def test_promote_unknown_version(fails: Callable[..., str], copy_registry: TrainedRegistry) -> None:

@@ -70,8 +70,9 @@ def test_a_duplicate_id_is_a_dead_letter_and_not_counted(scorer: Scorer) -> None
     assert [(r.reason, r.offset) for r in again.rejected] == [("duplicate", 2)]
     assert "offset 0" in again.rejected[0].error
     # c sees a and b before it, not the duplicate: three in the hour, 30.0 in all.
-    assert again.scores[0].features["user_tx_count_1h"] == 3
-    assert again.scores[0].features["user_amount_sum_1h"] == 30.0
+    c = again.scores[0].event()
+    assert c.features["user_tx_count_1h"] == 3
+    assert c.features["user_amount_sum_1h"] == 30.0
 
 
 def test_a_redelivered_record_is_answered_from_the_journal_not_rejected(scorer: Scorer) -> None:
@@ -79,7 +80,7 @@ def test_a_redelivered_record_is_answered_from_the_journal_not_rejected(scorer: 
     first = stream.run(decoded(tx("a", 0), 0))
     again = stream.run(decoded(tx("a", 0), 0))  # the same offset: a redelivery after a crash
     assert again.rejected == [] and again.replayed == 1
-    assert again.scores[0].features == first.scores[0].features
+    assert again.scores[0].event().features == first.scores[0].event().features
 
 
 def test_an_id_seen_before_the_horizon_is_scored_again(scorer: Scorer) -> None:
@@ -95,7 +96,7 @@ def test_offline_scoring_applies_the_same_rule(scorer: Scorer) -> None:
     stream = Stream(scorer)
     online: list[FraudScore] = []
     for offset, data in enumerate(events):
-        online += stream.run(decoded(data, offset)).scores
+        online += [s.event() for s in stream.run(decoded(data, offset)).scores]
     report = OfflineReport()
     offline = list(
         score_offline(

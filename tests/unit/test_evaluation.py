@@ -350,3 +350,23 @@ def test_write_report_rejects_an_evaluation_of_other_data(tmp_path: Path) -> Non
     with pytest.raises(InputError, match="evaluate the same data"):
         write_report(random_input(), evaluation, tmp_path, Costs())
     assert not list(tmp_path.iterdir())
+
+
+def test_the_evaluation_names_its_model_versions_and_time_window() -> None:
+    data = EvaluationInput(
+        user_id=np.array(["u1", "u2", "u3"]),
+        event_time_ms=np.array([86_400_000, 0, 90_000_000], dtype=np.int64),
+        score=np.array([0.1, 0.9, 0.5]),
+        decision=np.array(["approve", "decline", "review"]),
+        is_fraud=np.array([False, True, False]),
+        model_version=np.array(["v2", "v1", "v2"]),
+    )
+    result = evaluate(data)
+    assert result.model_versions == {"v1": 1, "v2": 2}
+    assert (result.first_event_time, result.last_event_time) == (
+        "1970-01-01T00:00:00Z",
+        "1970-01-02T01:00:00Z",
+    )
+    assert evaluate(make_input(["approve"], [False])).model_versions == {}
+    with pytest.raises(InputError, match="model_version must hold strings"):
+        EvaluationInput(**(valid_columns() | {"model_version": np.array([1, 2])}))

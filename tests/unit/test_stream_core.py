@@ -88,9 +88,8 @@ def test_redelivered_transactions_get_the_identical_row_and_are_not_counted_twic
         return records.setdefault(user, UserRecord())
 
     def run(items: list) -> list:  # type: ignore[type-arg]
-        return score_batch(
-            items, record_of, lambda b, m: EMPTY, scorer, 600_000, lambda: 0.0
-        ).scores
+        result = score_batch(items, record_of, lambda b, m: EMPTY, scorer, 600_000, lambda: 0.0)
+        return [s.event() for s in result.scores]
 
     first = run(valid)
     # The restored state (from the changelog) holds all four; offsets 2 and 3 come again.
