@@ -62,6 +62,7 @@ def memory(session: Session) -> dict[str, Any]:
         result = _follow(session, worker, port, len(probe) + config.users, stopping)
         stopping.set()
         sender.join(timeout=60)
+        producer.flush()
         samples = scrape.scrape(port)
     result["state_entries"] = scrape.by_label(samples, "fraudstream_state_entries", "kind")
     result["rss_mb_at_start"] = _mb(rss_at_start)

@@ -199,7 +199,7 @@ def memory_table(result: Mapping[str, Any]) -> Any | None:
     if not memory:
         return None
     if "error" in memory:
-        return "memory phase failed: " + memory["error"].splitlines()[0]
+        return None  # listed with the other failures
     table = _table(
         "worker memory with many users (RSS, MB)",
         "users scored",
@@ -264,6 +264,12 @@ def errors(result: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def render(result: Mapping[str, Any]) -> list[Any]:
     """Tables (and notes) in reading order."""
     parts = [
@@ -276,7 +282,7 @@ def render(result: Mapping[str, Any]) -> list[Any]:
         components_table(result),
     ]
     shown: list[Any] = [part for part in parts if part is not None]
-    shown.extend(f"[red]failed:[/red] {line}" for line in errors(result))
+    shown.extend(f"[red]failed:[/red] {escape(line)}" for line in errors(result))
     shown.append("[bold]what the numbers include[/bold]")
     shown.extend(f"  [bold]{name}[/bold]: {text}" for name, text in DEFINITIONS.items())
     return shown
