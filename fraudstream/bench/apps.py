@@ -62,43 +62,42 @@ class AppSpec:
     workers: int = 0
 
 
-def _module(*args: str) -> list[str]:
-    return [sys.executable, "-m", "fraudstream.bench", *args]
-
-
 @contextmanager
-def raw_passthrough(session: Session, topics: Mapping[str, str]) -> Iterator[list[Running]]:
-    log = session.work / f"raw-{topics[INPUT]}.log"
-    command = _module(
-        "raw-passthrough",
-        session.bootstrap,
-        topics[INPUT],
-        topics[OUTPUT],
-        str(session.fetch_wait_ms),
-        str(_worker_linger_ms()),
-    )
+def _pass_through(
+    session: Session, topics: Mapping[str, str], name: str, app: str, *extra: str
+) -> Iterator[list[Running]]:
+    """`python -m fraudstream.bench APP BOOTSTRAP IN OUT EXTRA...` for the phase."""
+    log = session.work / f"{app}-{uuid.uuid4().hex[:8]}.log"
+    command = [sys.executable, "-m", "fraudstream.bench", app, session.bootstrap]
+    command += [topics[INPUT], topics[OUTPUT], *extra]
     with background(command, log, env=session.subprocess_env(), cwd=session.work) as process:
-        yield [Running("raw pass-through", process, log)]
+        yield [Running(name, process, log)]
+
+
+def raw_passthrough(
+    session: Session, topics: Mapping[str, str]
+) -> AbstractContextManager[list[Running]]:
+    wait, linger = str(session.fetch_wait_ms), str(_worker_linger_ms())
+    return _pass_through(session, topics, "raw pass-through", "raw-passthrough", wait, linger)
 
 
 def faust_passthrough(tuned: bool) -> Launcher:
-    @contextmanager
-    def launch(session: Session, topics: Mapping[str, str]) -> Iterator[list[Running]]:
-        kind = "tuned" if tuned else "default"
-        log = session.work / f"faust-{kind}-{topics[INPUT]}.log"
-        datadir = session.work / f"faust-{kind}-{uuid.uuid4().hex[:8]}"
-        command = _module(
+    kind = "tuned" if tuned else "default"
+
+    def launch(
+        session: Session, topics: Mapping[str, str]
+    ) -> AbstractContextManager[list[Running]]:
+        run = uuid.uuid4().hex[:8]
+        return _pass_through(
+            session,
+            topics,
+            f"bare Faust ({kind})",
             "faust-passthrough",
-            session.bootstrap,
-            topics[INPUT],
-            topics[OUTPUT],
-            f"bench-faust-{kind}-{uuid.uuid4().hex[:8]}",
-            str(datadir),
+            f"bench-faust-{kind}-{run}",
+            str(session.work / f"faust-{kind}-{run}"),
             str(session.config.partitions),
             *(["--tuned"] if tuned else []),
         )
-        with background(command, log, env=session.subprocess_env(), cwd=session.work) as process:
-            yield [Running(f"bare Faust ({kind})", process, log)]
 
     return launch
 

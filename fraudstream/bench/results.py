@@ -27,26 +27,23 @@ VERSIONED = (
 )
 
 
+def _git(*args: str) -> str:
+    here = Path(__file__).resolve().parent
+    return subprocess.run(  # noqa: S603 - fixed git commands
+        ["git", *args],  # noqa: S607 - git from PATH
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=True,
+    ).stdout.strip()
+
+
 def _git_commit() -> str | None:
     """The commit being measured (with `+dirty` for uncommitted changes), if in a checkout."""
-    here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        commit = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+dirty" if dirty else "")
