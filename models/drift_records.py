@@ -13,15 +13,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from models.drift_config import DriftConfig
 from models.drift_signals import BucketStats, shape
 from models.feedback import Scored
 from models.hourly_closure import ClosureResume, PartitionResume
-from schemas.events import FraudScore, Label, epoch_ms
+from schemas.events import DECISIONS, FraudScore, Label, epoch_ms
 
 LOG_FORMAT: Literal[1] = 1
 
@@ -36,6 +38,16 @@ class ScoreInput:
     signals: tuple[float | None, ...]
     """Shaped values in `DriftConfig.signals` order (None: the transaction has no value)."""
     scored: Scored
+
+    @staticmethod
+    def from_json(value: bytes, config: DriftConfig) -> ScoreInput:
+        """From a FraudScore's JSON, reading only what the monitor needs (a full validation
+        of every score cost more than the monitor's own work; the scores are the workers'
+        own output). Raises ValueError for a record that is not a usable score."""
+        try:
+            return _score_input(orjson.loads(value), config)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"not a FraudScore: {exc!r}") from None
 
     @staticmethod
     def from_event(event: FraudScore, config: DriftConfig) -> ScoreInput:
@@ -58,6 +70,40 @@ class ScoreInput:
                 shadow_flagged=shadow.decision != "approve" if shadow else None,
             ),
         )
+
+
+def _score_input(data: dict[str, Any], config: DriftConfig) -> ScoreInput:
+    score, decision, features = data["score"], data["decision"], data["features"]
+    version, transaction_id = data["model_version"], data["transaction_id"]
+    event_time = datetime.fromisoformat(data["event_time"])
+    if not (isinstance(score, int | float) and 0.0 <= score <= 1.0 and decision in DECISIONS):
+        raise ValueError("score or decision")
+    if not (isinstance(version, str) and isinstance(transaction_id, str)):
+        raise ValueError("model_version or transaction_id")
+    if event_time.tzinfo is None:
+        raise ValueError("event_time without an offset")
+    shadow = data.get("shadow")
+    t_ms = epoch_ms(event_time)
+    raw = (float(score), *(_number(features.get(name)) for name, _ in config.features))
+    return ScoreInput(
+        transaction_id=transaction_id,
+        event_time_ms=t_ms,
+        model_version=version,
+        signals=tuple(shape(v, how) for v, how in zip(raw, config.transforms, strict=True)),
+        scored=Scored(
+            event_time_ms=t_ms,
+            score=float(score),
+            flagged=decision != "approve",
+            model_version=version,
+            shadow_version=str(shadow["model_version"]) if shadow else None,
+            shadow_score=float(shadow["score"]) if shadow else None,
+            shadow_flagged=shadow["decision"] != "approve" if shadow else None,
+        ),
+    )
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
 
 
 @dataclass(frozen=True, slots=True)

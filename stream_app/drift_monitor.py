@@ -32,7 +32,7 @@ from models.cluster_drift import ClusterDetectors, ClusterDriftCore, Topic
 from models.drift_config import DEFAULT_DRIFT_CONFIG, HOUR_MS, DriftConfig
 from models.drift_records import HourRecord, LabelInput, ScoreHour, ScoreInput, encode_record
 from models.drift_replay import Restored, restore
-from schemas.events import DriftEvent, FraudScore, Label
+from schemas.events import DriftEvent, Label
 from stream_app.drift_log import LOG_KEY, DriftLogError, ensure_topic, partitions_of, read_log
 
 log = logging.getLogger("fraudstream.drift")
@@ -160,9 +160,7 @@ class _Session:
         value = message.value or b""
         if topic == "scores":
             try:
-                score = ScoreInput.from_event(
-                    FraudScore.model_validate_json(value), self.core.config
-                )
+                score = ScoreInput.from_json(value, self.core.config)
             except ValueError:
                 score = None
             self.core.add_score(partition, message.offset, score)

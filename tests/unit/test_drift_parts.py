@@ -199,3 +199,72 @@ def test_expiry_up_to_an_hour_does_not_depend_on_the_expiries_before_it(
         if hour < target and direct.claim(f"{hour}-0", 10**6) is not None
     )
     assert kept_before <= 10
+
+
+_SCORE = {
+    "transaction_id": "tx-1",
+    "user_id": "u-1",
+    "score": 0.25,
+    "decision": "review",
+    "model_version": "v3",
+    "reasons": [],
+    "features": {"amount": 12.5, "user_tx_count_1h": 3.0, "user_seconds_since_prev": -1.0},
+    "event_time": "2024-03-01T12:30:00.123456+01:00",
+    "scored_at": "2024-03-01T12:30:01Z",
+    "latency_ms": 4.0,
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    score=st.floats(0.0, 1.0),
+    amount=st.floats(0.0, 1e9) | st.none(),
+    decision=st.sampled_from(["approve", "review", "decline"]),
+    shadow=st.none() | st.tuples(st.floats(0.0, 1.0), st.sampled_from(["approve", "decline"])),
+)
+def test_the_monitor_s_fast_score_reader_agrees_with_the_validated_one(
+    score: float, amount: float | None, decision: str, shadow: tuple[float, str] | None
+) -> None:
+    import orjson
+
+    from models.drift_config import DriftConfig
+    from models.drift_records import ScoreInput
+    from schemas.events import FraudScore
+
+    record = dict(_SCORE, score=score, decision=decision, features=dict(_SCORE["features"]))
+    if amount is None:
+        del record["features"]["amount"]
+    else:
+        record["features"]["amount"] = amount
+    if shadow is not None:
+        record["shadow"] = {"model_version": "v4", "score": shadow[0], "decision": shadow[1]}
+    value = orjson.dumps(record)
+    config = DriftConfig()
+    validated = ScoreInput.from_event(FraudScore.model_validate_json(value), config)
+    assert ScoreInput.from_json(value, config) == validated
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"score": 1.5},
+        {"score": "high"},
+        {"decision": "maybe"},
+        {"features": []},
+        {"event_time": "2024-03-01T12:30:00"},
+        {"event_time": 17},
+        {"model_version": None},
+        {"features": []},
+        {"shadow": 3},
+    ],
+)
+def test_the_fast_score_reader_refuses_what_is_not_a_score(change: dict[str, object]) -> None:
+    import orjson
+
+    from models.drift_config import DriftConfig
+    from models.drift_records import ScoreInput
+
+    with pytest.raises(ValueError, match="not a FraudScore"):
+        ScoreInput.from_json(orjson.dumps(dict(_SCORE, **change)), DriftConfig())
+    with pytest.raises(ValueError, match="not a FraudScore"):
+        ScoreInput.from_json(b"\xff not json", DriftConfig())
