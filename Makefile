@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit bench profile soak reliability drift-quality drift-demo-world schemas clean
+.PHONY: install demo test lint typecheck unit bench profile soak scale reliability drift-quality drift-demo-world schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ profile: $(STAMP)
 ## Long steady-load run: FRAUD_SOAK_S seconds (default 300) at FRAUD_SOAK_RATE tx/s (150).
 soak: $(STAMP)
 	$(BIN)/pytest -m slow -s tests/integration/test_soak.py
+
+## Merchant state with 20 million events over 90 days, in process: the memory curve (~1.5 min).
+scale: $(STAMP)
+	$(BIN)/pytest -m slow -s tests/unit/test_merchant_scale.py
 
 ## Drift detection quality of the cluster's monitor: seeds 4-9 (~20 min on 2 cores).
 drift-quality: $(STAMP)

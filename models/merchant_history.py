@@ -239,6 +239,12 @@ class MerchantHistory:
             len(w) for windows in self._fraud.values() for w in windows
         )
 
+    def longest_series(self) -> int:
+        """The most pairs one merchant's lookup bisects: what an old-boundary lookup costs."""
+        lengths = [len(c) for c in self._tx.values()]
+        lengths += [len(w) for windows in self._fraud.values() for w in windows]
+        return max(lengths, default=0)
+
     def pending_hours(self) -> int:
         """Hours received but not final yet (waiting for the slowest source)."""
         return len(self._pending_tx)
