@@ -200,17 +200,39 @@ def test_kill_9_with_records_in_flight_redelivers_them_with_identical_scores(
             assert_same(copy, expected[transaction_id])
 
 
+def read_by_role(samples: dict[str, float]) -> dict[str, float]:
+    prefix = 'fraudstream_messages_read_total{role="'
+    return {k[len(prefix) : -2]: v for k, v in samples.items() if k.startswith(prefix)}
+
+
 def test_two_workers_share_the_partitions_and_score_everything(fraudstream_stack: Stack) -> None:
+    """Two running workers, then traffic with labels: each parses about its share of the input
+    (not all of it, as a per-worker merchant replica did), both read the merchant log, and every
+    score equals the offline one, labels' merchant fraud rates included."""
     stack = fraudstream_stack
-    expected = offline_scores(stack, TRAFFIC, None)
-    stack.replay(TRAFFIC)
+    expected = offline_scores(stack, TRAFFIC, LABELS)
     workers = [stack.start_worker("a", wait_ready=False), stack.start_worker("b")]
+    workers[0].wait_ready()
+    labels = stack.replay(LABELS, "labels").sent
+    sent = stack.replay(TRAFFIC).sent
     online = wait_for_scores(stack, set(expected))
+    read = [
+        read_by_role(w.wait_for_metrics(lambda m: read_by_role(m).get("tx", 0) > 0))
+        for w in workers
+    ]
     for worker in workers:
         worker.stop()  # exit code 0 asserted
     for transaction_id, copies in online.items():
         for copy in copies:
             assert_same(copy, expected[transaction_id])
+    assert any(s.features["merchant_fraud_rate_30d"] > 0 for s in expected.values())
+    print(f"messages read per worker by role: {read} (sent {sent} transactions, {labels} labels)")
+    total = sum(r["tx"] for r in read)
+    assert sent <= total <= sent * 1.2, f"transactions read {total} for {sent} sent: {read}"
+    for r in read:
+        assert 0.2 * sent <= r["tx"] <= 0.8 * sent, f"one worker parsed most transactions: {read}"
+        assert r.get("merchant_log", 0) > 0, f"a worker never read the merchant log: {read}"
+    assert sum(r.get("labels", 0) for r in read) <= labels * 1.2
     logs = stack.logs()
     assert "Traceback" not in logs, logs[-3000:]
 
