@@ -724,6 +724,7 @@ def worker_config(settings: Settings, registry: Path | None = None) -> Any:
         fetch_wait_ms=settings.fetch_wait_ms,
         batch_max=settings.batch_max,
         user_cache_size=settings.user_cache_size,
+        max_queued=settings.max_queued,
         batch_window_s=settings.batch_window_ms / 1000.0,
         allowed_lateness_ms=settings.allowed_lateness_ms(),
         idle_partition_s=settings.idle_partition_s,

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         "seen are dropped; their state stays in the table).",
     )
     batch_window_ms: float = Field(20.0, gt=0, description="Longest wait to fill a batch.")
+    max_queued: int = Field(
+        4_000,
+        ge=1,
+        description="Decoded transactions a partition may hold waiting for their merchant "
+        "snapshot before its fetching pauses (memory: ~2 KB each).",
+    )
     allowed_lateness_s: float = Field(
         600.0, ge=0, description="How late (event time) a transaction may arrive and count."
     )

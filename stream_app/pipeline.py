@@ -98,7 +98,7 @@ class PipelineConfig:
     batch_max: int = 500
     dlq_limit: int = 1_000_000
     user_cache_size: int = 20_000
-    max_queued: int = 20_000
+    max_queued: int = 4_000
     """Queued transactions of one partition above which its fetching is paused."""
 
 

@@ -101,6 +101,7 @@ def test_a_backlog_is_read_at_the_worker_s_pace_and_drains(
     assert measured is not None
     assert peak_lag >= BACKLOG / 2, f"no backlog built up (peak lag {peak_lag:.0f})"
     growth = measured - idle
+    print(f"idle RSS {idle / 2**20:.0f} MiB, +{growth / 2**20:.0f} MiB at {MEASURE_AT:.0%} scored")
     assert growth < GROWTH_LIMIT_BYTES, (
         f"RSS grew by {growth / 2**20:.0f} MiB over the idle worker's {idle / 2**20:.0f} MiB "
         f"with {MEASURE_AT:.0%} of a {BACKLOG:,}-message backlog scored: it is buffering input"
