@@ -43,6 +43,8 @@ class ScoredRecord:
     score: float
     decision: Decision
     json: bytes
+    arm: str = ""
+    """During a canary rollout, the arm that decided ("champion" or "challenger")."""
 
     def event(self) -> FraudScore:
         """The record as a validated `FraudScore`."""
@@ -130,6 +132,7 @@ def build_records(
                 scores[i],
                 decisions[i],
                 orjson.dumps(document, option=_OPTIONS),
+                canary_doc["arm"] if canary_doc is not None else "",  # type: ignore[arg-type]
             )
         )
     return records

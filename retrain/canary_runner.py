@@ -201,3 +201,33 @@ class CanaryRunner:
 
     def close(self) -> None:
         self._stop()
+
+
+class CanaryTick:
+    """The runner as the retrain service's loop calls it: one tick per turn, its state exported
+    to `metrics` (`fraudstream.metrics.RetrainMetrics`); a broker or registry problem is logged
+    and the next turn starts over (the state is in the registry and the topics)."""
+
+    def __init__(self, runner: CanaryRunner, metrics: Any) -> None:
+        self.runner = runner
+        self.metrics = metrics
+        self._names: set[str] = set()
+
+    def __call__(self) -> None:
+        runner, metrics = self.runner, self.metrics
+        from confluent_kafka import KafkaException
+
+        try:
+            runner.tick()
+        except (FraudstreamError, KafkaException) as exc:
+            log.error("canary controller: %s", exc)
+            runner.close()
+        guard = runner.guard
+        metrics.canary_step.labels("step").set(guard.rollout.step if guard else -1)
+        metrics.canary_step.labels("share").set(guard.rollout.share if guard else 0)
+        evidence = runner.counts.last if guard else {}
+        for name in self._names - set(evidence):
+            metrics.canary_evidence.remove(name)
+        for name, value in evidence.items():
+            metrics.canary_evidence.labels(name).set(value)
+        self._names = set(evidence)
