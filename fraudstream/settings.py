@@ -167,10 +167,13 @@ class Settings(BaseSettings):
         0.01, ge=0, le=1, description="Canary guardrail: absolute flagged share allowed on top."
     )
     canary_max_ks: float = Field(
-        0.35,
+        0.9,
         gt=0,
         le=1,
-        description="Canary guardrail: largest KS distance between the two models' scores.",
+        description="Canary guardrail: largest KS distance between the two models' scores on the "
+        "same traffic. A retrained model's calibration alone can move it far (0.79 seen for a "
+        "better challenger in the demo): the default catches broken models, not recalibrated "
+        "ones; lower it when the challenger is expected to keep the champion's calibration.",
     )
     canary_max_error_share: float = Field(
         0.001,

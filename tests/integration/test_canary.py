@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +99,17 @@ def check_each_transaction_decided_once(
 
 
 def step_times(published: list[ModelUpdate]) -> list[str]:
-    """How long each step lasted, from the decisions' timestamps (for the run's report)."""
-    times: list[tuple[str, datetime]] = [
-        (f"{u.action} step {u.canary.step if u.canary else '-'}", u.issued_at)
-        for u in published
-        if u.issued_at is not None
-    ]
-    return [f"{what}: +{(at - times[0][1]).total_seconds():.1f} s" for what, at in times]
+    """Each decision, when it came after the previous one and why (for the run's report)."""
+    lines, previous = [], None
+    for update in published:
+        at = update.issued_at
+        took = ""
+        if previous is not None and at is not None:
+            took = f" +{(at - previous).total_seconds():.1f} s"
+        step = update.canary.step if update.canary else "-"
+        lines.append(f"{update.action} step {step}{took}: {update.reason}")
+        previous = at
+    return lines
 
 
 def test_a_challenger_that_flags_far_more_is_rolled_back_at_the_first_step(
