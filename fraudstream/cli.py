@@ -281,6 +281,20 @@ def score(
         ),
     ] = None,
     skip_invalid: SkipInvalid = False,
+    rollout: Annotated[
+        str | None,
+        typer.Option(
+            help="A canary rollout id (e.g. v2-canary1, from the registry): each user's arm "
+            "decides, as in the stream during that rollout."
+        ),
+    ] = None,
+    share: Annotated[
+        float | None,
+        typer.Option(
+            help="With --rollout: the percent of users of the step to reproduce (default: the "
+            "rollout's current or last step)."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Score transactions offline in event-time order, exactly as the stream does."""
@@ -296,7 +310,10 @@ def score(
             f"no champion for model '{store.model_name}' in {store.root} (train one with "
             f"`fraudstream train --promote`){_demo_registry_hint(settings, store.root)}"
         )
-    scorer = Scorer.from_loaded(store.load(version))
+    if share is not None and rollout is None:
+        raise InputError("--share goes with --rollout")
+    scorer = Scorer.from_loaded(store.load(version or _rollout_champion(store, rollout)))
+    canary = _offline_canary(store, rollout, share) if rollout is not None else None
     txs = _read(transactions, Transaction, skip_invalid).records
     frauds = None
     if labels is not None:
@@ -321,6 +338,7 @@ def score(
         settings.allowed_lateness_ms(),
         report=left_out,
         dedupe_horizon_ms=settings.dedupe_horizon_ms(),
+        canary=canary,
     )
     count = write_events(out_file, scored)
     seconds = time.perf_counter() - began
@@ -329,6 +347,13 @@ def score(
         "duplicates": left_out.duplicates,
         "unscorable": len(left_out.unscorable),
         "model_version": scorer.version,
+        "rollout": None
+        if canary is None
+        else {
+            "rollout": canary.rollout,
+            "challenger": canary.challenger.version,
+            "share": canary.share,
+        },
         "out": str(out_file),
         "seconds": round(seconds, 2),
     }
@@ -346,6 +371,37 @@ def score(
         )
     for item in left_out.unscorable[:5]:
         err.print(f"[yellow]unscorable {item.transaction_id}: {item.error}[/]")
+
+
+def _rollout_entries(store: Any, rollout: str) -> list[dict[str, Any]]:
+    entries = store.canary_history(rollout)
+    if not entries:
+        raise InputError(f"no canary rollout '{rollout}' in {store.base}")
+    return list(entries)
+
+
+def _rollout_champion(store: Any, rollout: str | None) -> str | None:
+    """The champion a rollout ran against (None: the current champion)."""
+    if rollout is None:
+        return None
+    return str(_rollout_entries(store, rollout)[0]["champion"])
+
+
+def _offline_canary(store: Any, rollout: str, share: float | None) -> Any:
+    """The rollout's step as the stream ran it: its challenger deciding for `share` percent."""
+    from models.canary import Canary
+    from models.scoring import Scorer
+
+    entries = [e for e in _rollout_entries(store, rollout) if e["action"] == "canary"]
+    step = entries[-1]
+    if share is not None:
+        matching = [e for e in entries if e["steps"][e["step"]] == share]
+        if not matching:
+            shares = ", ".join(f"{s:g}" for s in entries[0]["steps"])
+            raise InputError(f"--share {share:g}: rollout {rollout} has steps {shares}")
+        step = matching[0]
+    challenger = Scorer.from_loaded(store.load(step["version"]))
+    return Canary(rollout, step["step"], step["steps"][step["step"]], challenger)
 
 
 def _demo_registry_hint(settings: Settings, used: Path) -> str:
@@ -803,7 +859,11 @@ def retrain(
         int, typer.Option(help="Runs per drift event while challengers are rejected.")
     ] = 6,
     winner: Annotated[
-        str, typer.Option(help="What a challenger that passes the gate becomes: promote|shadow.")
+        str,
+        typer.Option(
+            help="What a challenger that passes the gate becomes: promote|shadow|canary (a "
+            "rollout with FRAUD_CANARY_STEPS, FRAUD_CANARY_HOLD_S, FRAUD_CANARY_MIN_DECISIONS)."
+        ),
     ] = "promote",
     scores_file: Annotated[
         Path | None,
@@ -853,6 +913,7 @@ def retrain(
     from retrain.challenger import ChallengerConfig
     from retrain.gate import GateConfig
     from retrain.service import (
+        CanaryStart,
         DriftIntake,
         FileSource,
         KafkaSource,
@@ -868,8 +929,8 @@ def retrain(
     )
 
     settings = _settings()
-    if winner not in ("promote", "shadow"):
-        raise InputError(f"--winner must be promote or shadow, got '{winner}'")
+    if winner not in ("promote", "shadow", "canary"):
+        raise InputError(f"--winner must be promote, shadow or canary, got '{winner}'")
     if (scores_file is None) != (labels_file is None):
         raise InputError("--scores and --labels go together")
     challenger = ChallengerConfig(
@@ -898,6 +959,9 @@ def retrain(
         every_s=every_s,
         cooldown_s=cooldown_s,
         drift_attempts=drift_attempts,
+        canary=CanaryStart(
+            _steps(settings.canary_steps), settings.canary_hold_s, settings.canary_min_decisions
+        ),
     )
     kafka = settings.kafka_client_config()
     source: TrainingSource
@@ -921,7 +985,12 @@ def retrain(
         if as_json:
             _emit(outcome.to_dict(), True)
         else:
-            verdict = {"promoted": "green", "shadowed": "green", "rejected": "yellow"}
+            verdict = {
+                "promoted": "green",
+                "shadowed": "green",
+                "canary": "green",
+                "rejected": "yellow",
+            }
             colour = verdict.get(outcome.outcome, "red")
             out.print(
                 f"retrain ({outcome.trigger}): [{colour}]{outcome.outcome}[/] "
@@ -955,6 +1024,7 @@ def retrain(
         metrics.drift_received.inc(len(events))
         return events
 
+    canary = _canary_runner(settings, retrainer.registry, metrics)
     try:
         serve_loop(
             retrainer,
@@ -962,10 +1032,41 @@ def retrain(
             poll,
             stopping.is_set,
             report,
+            tick=canary,
         )
     finally:
+        canary.runner.close()
         intake.close()
         server.shutdown()
+
+
+def _canary_runner(settings: Settings, registry: Any, metrics: Any) -> Any:
+    from retrain.canary_runner import CanaryRunner, CanaryTick
+    from retrain.notify import publish_model_update
+
+    kafka = settings.kafka_client_config()
+
+    def notify(update: Any) -> None:
+        publish_model_update(kafka, settings.topic_model_updates, update)
+
+    def counted(rollout: Any, verdict: Any) -> None:
+        metrics.canary_verdicts.labels(verdict.action).inc()
+        colour = "red" if verdict.action == "rollback" else "green"
+        out.print(
+            f"canary {rollout.rollout}: [{colour}]{verdict.action}[/] {verdict.reason}",
+            highlight=False,
+        )
+
+    runner = CanaryRunner(
+        registry,
+        kafka,
+        settings.topic_scores,
+        settings.topic_labels,
+        notify,
+        settings.canary_guardrails(),
+        on_verdict=counted,
+    )
+    return CanaryTick(runner, metrics)
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -1047,13 +1148,125 @@ def models_show(
     if name is None:
         raise InputError(f"no champion for {store.model_name}; name a version")
     info = store.get(name)
+    rollout = store.canary()
     sys.stdout.write(
         json.dumps(
-            {**info.metadata, "path": str(info.path), "champion": name == store.champion()},
+            {
+                **info.metadata,
+                "path": str(info.path),
+                "champion": name == store.champion(),
+                "canary_in_progress": None if rollout is None else _rollout_dict(rollout),
+                "canary_decisions": [
+                    e for e in store.canary_history() if name in (e["version"], e.get("champion"))
+                ],
+            },
             indent=2,
         )
         + "\n"
     )
+
+
+def _rollout_dict(rollout: Any) -> dict[str, Any]:
+    return {
+        "rollout": rollout.rollout,
+        "challenger": rollout.version,
+        "champion": rollout.champion,
+        "step": rollout.step,
+        "share": rollout.share,
+        "steps": list(rollout.steps),
+        "hold_s": rollout.hold_s,
+        "min_decisions": rollout.min_decisions,
+        "started_at": rollout.started_at,
+        "step_started_at": rollout.step_started_at,
+    }
+
+
+def _steps(text: str) -> tuple[float, ...]:
+    from models.registry import check_steps
+
+    try:
+        return check_steps([float(part) for part in text.split(",") if part.strip()])
+    except ValueError:
+        raise InputError(f"--steps: '{text}' is not a list of percents (e.g. 5,25,100)") from None
+
+
+@models_app.command("canary")
+def models_canary(
+    version: Annotated[
+        str | None, typer.Argument(help="Version to roll out (a challenger, e.g. v3).")
+    ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(help="Percents of users per step, rising [default: FRAUD_CANARY_STEPS]."),
+    ] = None,
+    hold: Annotated[
+        str | None,
+        typer.Option(help="Least time per step, e.g. 30m [default: FRAUD_CANARY_HOLD_S]."),
+    ] = None,
+    min_decisions: Annotated[
+        int | None,
+        typer.Option(
+            help="Challenger decisions a step needs before it is judged "
+            "[default: FRAUD_CANARY_MIN_DECISIONS]."
+        ),
+    ] = None,
+    abort: Annotated[
+        bool, typer.Option("--abort", help="Roll the rollout in progress back now.")
+    ] = False,
+    registry: RegistryOpt = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "manual",
+    notify: NotifyFlag = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Roll VERSION out step by step: it decides for a deterministic share of users (a hash of
+    user_id and the rollout id), the champion for the rest. The retrain service's canary
+    controller judges each step on live traffic (flagged share, score shift, errors, latency,
+    precision and recall once labels arrive), rolls back on a breach and promotes after the last
+    step; every decision is a ModelUpdate and is kept in `fraudstream models show`."""
+    from retrain.notify import model_update, publish_model_update
+
+    settings = _settings()
+    store = _store(registry)
+    if abort == (version is not None):
+        raise InputError("name a VERSION to roll out, or pass --abort (not both)")
+    if abort:
+        current = store.canary()
+        if current is None:
+            raise InputError(f"{store.model_name}: no canary rollout is in progress")
+        store.end_canary(current.rollout, f"aborted: {reason}", {"step": float(current.step)})
+        update = model_update(
+            store.get(current.version), "canary_rollback", f"aborted: {reason}", current
+        )
+        summary = {"rolled_back": current.rollout, "champion": current.champion}
+        message = f"rollout {current.rollout} rolled back; {current.champion} decides for all"
+    else:
+        assert version is not None  # noqa: S101 - checked above
+        rollout = store.start_canary(
+            version,
+            _steps(steps or settings.canary_steps),
+            _duration(hold, "--hold") if hold is not None else settings.canary_hold_s,
+            min_decisions if min_decisions is not None else settings.canary_min_decisions,
+            reason=reason,
+        )
+        update = model_update(store.get(version), "canary", reason, rollout)
+        summary = _rollout_dict(rollout)
+        message = (
+            f"rollout {rollout.rollout}: {version} decides for {rollout.share:g} % of users "
+            f"(steps {', '.join(f'{s:g}' for s in rollout.steps)} %); the retrain service "
+            "judges each step"
+        )
+    if notify:
+        publish_model_update(
+            settings.kafka_client_config(), settings.topic_model_updates, update, timeout_s=5.0
+        )
+    if as_json:
+        _emit({**summary, "published": notify}, True)
+        return
+    out.print(message, markup=False, highlight=False)
+    if notify:
+        out.print(f"published {update.action} {update.version} to {settings.topic_model_updates}")
+    else:
+        err.print("[yellow]not published: running workers keep their models until restarted[/]")
 
 
 NotifyFlag = Annotated[

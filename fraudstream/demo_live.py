@@ -5,7 +5,9 @@
 2. start the embedded broker (free port), a scoring worker and the retrain service;
 3. replay 30 days of history at full speed (fills user windows and merchant snapshots); the
    worker's drift detectors notice the new pattern, the retrain service trains challengers on
-   the scored feature log, and the first one that passes the gate is promoted and hot-swapped;
+   the scored feature log, and the first one that passes the gate goes through a short canary
+   rollout in the live phase (10 %, 50 %, 100 % of users, judged on live traffic) and is
+   promoted if no guardrail breaks (or rolled back, saying why);
 4. stream the last days live at a steady rate while a terminal view shows throughput,
    latency, decision mix, frauds caught, drift events, retrain outcomes and model versions;
 5. stop everything it started after `live_minutes` or on Ctrl-C.
@@ -53,9 +55,17 @@ RETRAIN = [
     "--cooldown", "30s", "--drift-attempts", "8",
     "--train-days", "14", "--gap-days", "0", "--valid-days", "2",
     "--holdout-days", "2", "--delay-days", "1", "--presume-genuine-after-days", "1",
-    "--max-flagged-rate-rise", "0.1",
+    "--max-flagged-rate-rise", "0.1", "--winner", "canary",
 ]  # fmt: skip
 """Windows sized to the demo's six weeks; a new pattern may raise the share flagged by 10 %."""
+CANARY = {
+    "FRAUD_CANARY_STEPS": "10,50,100",
+    "FRAUD_CANARY_HOLD_S": "20",
+    "FRAUD_CANARY_MIN_DECISIONS": "40",
+    "FRAUD_CANARY_FLAG_SLACK": "0.1",
+}
+"""A short rollout (a minute or so at the live rate) whose flagged-share guardrail allows the
+same 10 % rise the demo's gate does."""
 
 
 def _slice(source: Path, target: Path, start_ms: int, end_ms: int, field: str) -> int:
@@ -109,6 +119,7 @@ def run_live_demo(
             "FRAUD_APP_ID": f"demo-{os.getpid()}",
             "FRAUD_BATCH_WINDOW_MS": "100",
             "FRAUD_METRICS_PORT": "0",
+            **CANARY,
         }
 
         def start(name: str, *command: str) -> None:
@@ -246,7 +257,7 @@ def _watch(
                         when = event["detected_at"][5:16].replace("T", " ")
                         view.drift.append(f"{event['signal']} ({event['model_version']}, {when})")
                     else:
-                        view.updates.append(f"{event['action']} {event['version']}")
+                        view.updates.append(_update_text(event))
                 if view.live_began is None and view.scored >= n_history:
                     view.live_began = time.monotonic()
                     go_live()
@@ -263,6 +274,14 @@ def _watch(
 
 PLAIN_PROGRESS_EVERY_S = 10.0
 """How often the demo prints a progress line when standard output is not a terminal."""
+
+
+def _update_text(event: dict[str, Any]) -> str:
+    """A ModelUpdate as one short line of the view (a canary step says its share)."""
+    plan = event.get("canary") or {}
+    if event.get("action") == "canary" and plan:
+        return f"canary {event['version']} {plan['share']:g} %"
+    return f"{event['action']} {event['version']}"
 
 
 @contextmanager

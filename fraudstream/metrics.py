@@ -44,9 +44,33 @@ class RetrainMetrics:
             "Drift events taken in.",
             registry=r,
         )
+        self.canary_step = Gauge(
+            "fraudstream_canary_step",
+            "The canary rollout in progress: its step (from 0) and the percent of users its "
+            "challenger decides for; -1 and 0 when none is.",
+            ["what"],
+            registry=r,
+        )
+        self.canary_verdicts = Counter(
+            "fraudstream_canary_verdicts",
+            "Canary decisions: a step passed (advance), the rollout promoted, or rolled back.",
+            ["action"],
+            registry=r,
+        )
+        self.canary_evidence = Gauge(
+            "fraudstream_canary_evidence",
+            "The current canary step's live evidence (flagged shares, KS, errors, latency, "
+            "precision and recall per model and arm).",
+            ["name"],
+            registry=r,
+        )
         for trigger in ("drift", "schedule", "manual"):
-            for outcome in ("promoted", "shadowed", "rejected", "failed"):
+            for outcome in ("promoted", "shadowed", "canary", "rejected", "failed"):
                 self.runs.labels(trigger, outcome)
+        for action in ("advance", "promote", "rollback"):
+            self.canary_verdicts.labels(action)
+        self.canary_step.labels("step").set(-1)
+        self.canary_step.labels("share").set(0)
 
 
 METRIC_NAMES: frozenset[str] = frozenset(
@@ -84,6 +108,10 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "fraudstream_retrain_last_success_timestamp_seconds",
         "fraudstream_retrain_holdout_metric",
         "fraudstream_retrain_drift_events_received_total",
+        "fraudstream_canary_decisions_total",
+        "fraudstream_canary_step",
+        "fraudstream_canary_verdicts_total",
+        "fraudstream_canary_evidence",
     }
 )
 """Every exported family name (as scraped), for dashboards, alerts and their tests."""

@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from models.canary_guard import GuardrailConfig
 
 ENV_PREFIX = "FRAUD_"
 TOPIC_FIELDS = {
@@ -150,6 +153,56 @@ class Settings(BaseSettings):
         description="Port of /metrics, /healthz and /readyz (worker, retrain); 0: any free port.",
     )
 
+    # Canary rollouts: how a rollout proceeds, and the guardrails each step must stay within.
+    canary_steps: str = Field(
+        "5,25,100", description="Percents of users the challenger decides for, step by step."
+    )
+    canary_hold_s: float = Field(1800.0, ge=0, description="Least time each canary step lasts.")
+    canary_min_decisions: int = Field(
+        500,
+        ge=1,
+        description="Challenger decisions a canary step needs before it is judged (and passes).",
+    )
+    canary_max_flag_ratio: float = Field(
+        1.5,
+        gt=0,
+        description="Canary guardrail: the challenger may flag this multiple of the champion's "
+        "share on the same traffic (plus FRAUD_CANARY_FLAG_SLACK).",
+    )
+    canary_flag_slack: float = Field(
+        0.01, ge=0, le=1, description="Canary guardrail: absolute flagged share allowed on top."
+    )
+    canary_max_ks: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Canary guardrail: largest KS distance between the two models' scores on the "
+        "same traffic. A retrained model's calibration alone can move it far (0.79 seen for a "
+        "better challenger in the demo): the default catches broken models, not recalibrated "
+        "ones; lower it when the challenger is expected to keep the champion's calibration.",
+    )
+    canary_max_error_share: float = Field(
+        0.001,
+        ge=0,
+        le=1,
+        description="Canary guardrail: share of its arm the challenger may fail to score.",
+    )
+    canary_max_latency_p99_ms: float = Field(
+        2500.0, gt=0, description="Canary guardrail: p99 worker latency in the challenger's arm."
+    )
+    canary_min_labelled_frauds: int = Field(
+        20,
+        ge=1,
+        description="Canary guardrail: labelled frauds of the rollout before precision/recall "
+        "are judged.",
+    )
+    canary_max_recall_drop: float = Field(
+        0.10, ge=0, le=1, description="Canary guardrail: recall may drop this much."
+    )
+    canary_max_precision_drop: float = Field(
+        0.10, ge=0, le=1, description="Canary guardrail: precision may drop this much."
+    )
+
     # Topic names.
     topic_transactions: str = Field("transactions", description="Incoming transactions.")
     topic_scores: str = Field("fraud-scores", description="Published FraudScore events.")
@@ -167,6 +220,20 @@ class Settings(BaseSettings):
         description="Internal: the drift monitor's log of closed hours (one partition; keep it "
         "as long as the monitor should remember).",
     )
+
+    def canary_guardrails(self) -> GuardrailConfig:
+        from models.canary_guard import GuardrailConfig
+
+        return GuardrailConfig(
+            max_flag_ratio=self.canary_max_flag_ratio,
+            flag_slack=self.canary_flag_slack,
+            max_ks=self.canary_max_ks,
+            max_error_share=self.canary_max_error_share,
+            max_latency_p99_ms=self.canary_max_latency_p99_ms,
+            min_labelled_frauds=self.canary_min_labelled_frauds,
+            max_recall_drop=self.canary_max_recall_drop,
+            max_precision_drop=self.canary_max_precision_drop,
+        )
 
     def allowed_lateness_ms(self) -> int:
         return round(self.allowed_lateness_s * 1000)

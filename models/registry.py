@@ -11,17 +11,22 @@ A version is written to a temporary directory and renamed into place, so a crash
 half-written version. The champion is derived from history.json, itself replaced atomically:
 promotions push a version, rollbacks pop back to the previous champion. A shadow (a challenger
 scored beside the champion, never deciding) is set and cleared in the same history; promoting
-the shadow version ends its shadowing.
+the shadow version ends its shadowing. A canary rollout (a challenger deciding for a share of
+users, `models.canary`) is a `canary` entry per step, ended by a `canary_rollback` entry or by
+the promotion of its challenger (any change of champion ends it); each entry keeps the evidence
+its decision was made on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +56,41 @@ class ModelVersion:
     path: Path
     sha256: str  # of model.ubj
     metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The canary rollout in progress: its challenger decides for `share` percent of users."""
+
+    rollout: str
+    version: str
+    champion: str
+    steps: tuple[float, ...]
+    step: int
+    hold_s: float
+    min_decisions: int
+    started_at: str
+    step_started_at: str
+
+    @property
+    def share(self) -> float:
+        return self.steps[self.step]
+
+    @property
+    def last_step(self) -> bool:
+        return self.step == len(self.steps) - 1
+
+
+def check_steps(steps: Sequence[float]) -> tuple[float, ...]:
+    """Canary steps: percents, strictly rising, in (0, 100]."""
+    out = tuple(float(s) for s in steps)
+    if not out:
+        raise RegistryError("a canary needs at least one step (e.g. 5,25,100)")
+    if any(not 0 < s <= 100 for s in out) or any(a >= b for a, b in itertools.pairwise(out)):
+        raise RegistryError(
+            f"canary steps must be rising percents in (0, 100], got {', '.join(map(str, out))}"
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -167,6 +207,101 @@ class ModelRegistry:
         self._append({"action": "unshadow", "version": current, "at": _now(), "reason": reason})
         return current
 
+    def start_canary(
+        self,
+        version: str,
+        steps: Sequence[float],
+        hold_s: float,
+        min_decisions: int,
+        reason: str = "manual",
+    ) -> Rollout:
+        """Let `version` decide for the first step's share of users (verified first)."""
+        self.get(version)
+        champion = self.champion()
+        if champion is None or version == champion:
+            raise RegistryError(
+                f"{self.model_name} {version}: a canary needs a champion other than it "
+                f"(champion: {champion})"
+            )
+        current = self.canary()
+        if current is not None:
+            raise RegistryError(
+                f"{self.model_name}: rollout {current.rollout} of {current.version} is in "
+                "progress; roll it back first (fraudstream models canary --abort)"
+            )
+        started = sum(1 for e in self.history() if e.get("action") == "canary" and not e["step"])
+        rollout = f"{version}-canary{started + 1}"
+        entry: dict[str, Any] = {
+            "action": "canary",
+            "version": version,
+            "rollout": rollout,
+            "champion": champion,
+            "steps": list(check_steps(steps)),
+            "step": 0,
+            "hold_s": float(hold_s),
+            "min_decisions": int(min_decisions),
+            "at": _now(),
+            "reason": reason,
+        }
+        self._append(entry)
+        return self._require_canary(rollout)
+
+    def advance_canary(
+        self, rollout: str, evidence: dict[str, Any], reason: str = "guardrails passed"
+    ) -> Rollout:
+        """Move the rollout to its next step (the evidence of the step it passed is kept)."""
+        current = self._require_canary(rollout)
+        if current.last_step:
+            raise RegistryError(f"rollout {rollout} is at its last step; promote its challenger")
+        self._append(
+            {
+                "action": "canary",
+                "version": current.version,
+                "rollout": rollout,
+                "champion": current.champion,
+                "steps": list(current.steps),
+                "step": current.step + 1,
+                "hold_s": current.hold_s,
+                "min_decisions": current.min_decisions,
+                "at": _now(),
+                "reason": reason,
+                "evidence": evidence,
+            }
+        )
+        return self._require_canary(rollout)
+
+    def end_canary(self, rollout: str, reason: str, evidence: dict[str, Any]) -> Rollout:
+        """Roll the rollout back: the champion decides for everyone again."""
+        current = self._require_canary(rollout)
+        self._append(
+            {
+                "action": "canary_rollback",
+                "version": current.version,
+                "rollout": rollout,
+                "step": current.step,
+                "at": _now(),
+                "reason": reason,
+                "evidence": evidence,
+            }
+        )
+        return current
+
+    def promote_canary(self, rollout: str, reason: str, evidence: dict[str, Any]) -> ModelVersion:
+        """The rollout passed every step: its challenger becomes the champion."""
+        current = self._require_canary(rollout)
+        info = self.get(current.version)
+        self._append(
+            {
+                "action": "promote",
+                "version": current.version,
+                "rollout": rollout,
+                "at": _now(),
+                "reason": reason,
+                "evidence": evidence,
+            }
+        )
+        return info
+
     # -- reading ----------------------------------------------------------------------------
     def shadow(self) -> str | None:
         """The version scored beside the champion, if any."""
@@ -175,9 +310,43 @@ class ModelRegistry:
             action = entry.get("action")
             if action == "shadow":
                 current = entry["version"]
-            elif action == "unshadow" or (action == "promote" and entry["version"] == current):
+            elif action == "unshadow" or (
+                action in ("promote", "canary") and entry["version"] == current
+            ):
                 current = None
         return current
+
+    def canary(self) -> Rollout | None:
+        """The canary rollout in progress, if any (a change of champion ends one)."""
+        current: Rollout | None = None
+        for entry in self.history():
+            action = entry.get("action")
+            if action == "canary":
+                started = (
+                    entry["at"] if entry["step"] == 0 or current is None else current.started_at
+                )
+                current = Rollout(
+                    rollout=entry["rollout"],
+                    version=entry["version"],
+                    champion=entry["champion"],
+                    steps=tuple(entry["steps"]),
+                    step=entry["step"],
+                    hold_s=entry.get("hold_s", 0.0),
+                    min_decisions=entry.get("min_decisions", 0),
+                    started_at=started,
+                    step_started_at=entry["at"],
+                )
+            elif action in ("canary_rollback", "promote", "rollback"):
+                current = None
+        return current
+
+    def canary_history(self, rollout: str | None = None) -> list[dict[str, Any]]:
+        """Every rollout's entries (or one's), oldest first: each decision, its evidence."""
+        return [
+            e
+            for e in self.history()
+            if e.get("rollout") is not None and rollout in (None, e["rollout"])
+        ]
 
     def list_versions(self) -> list[str]:
         if not self.versions_dir.is_dir():
@@ -269,6 +438,15 @@ class ModelRegistry:
             metadata=metadata,
         )
         return model_bytes, info
+
+    def _require_canary(self, rollout: str) -> Rollout:
+        current = self.canary()
+        if current is None or current.rollout != rollout:
+            raise RegistryError(
+                f"{self.model_name}: rollout {rollout} is not in progress "
+                f"(in progress: {current.rollout if current else 'none'})"
+            )
+        return current
 
     def _next_number(self) -> int:
         versions = self.list_versions()

@@ -43,6 +43,8 @@ class ScoredRecord:
     score: float
     decision: Decision
     json: bytes
+    arm: str = ""
+    """During a canary rollout, the arm that decided ("champion" or "challenger")."""
 
     def event(self) -> FraudScore:
         """The record as a validated `FraudScore`."""
@@ -58,6 +60,22 @@ class Shadowed:
     decisions: Sequence[Decision]
 
 
+@dataclass(frozen=True)
+class CanaryRows:
+    """A batch scored during a canary step: per row, the arm, who decided and the other model's
+    opinion (None when the challenger failed and the champion decided in its place)."""
+
+    rollout: str
+    step: int
+    share: float
+    challenger_arm: Sequence[bool]
+    versions: Sequence[str]
+    other_versions: Sequence[str]
+    other_scores: Sequence[float | None]
+    other_decisions: Sequence[Decision | None]
+    fallback: bool = False
+
+
 def build_records(
     version: str,
     transactions: Sequence[Transaction],
@@ -71,8 +89,10 @@ def build_records(
     latency_ms: Sequence[float],
     scored_at: datetime,
     shadow: Shadowed | None = None,
+    canary: CanaryRows | None = None,
 ) -> list[ScoredRecord | Unscorable]:
-    """One record (or the reason it cannot be published) per transaction, in order."""
+    """One record (or the reason it cannot be published) per transaction, in order. During a
+    canary step `canary` names the deciding version of each row (`version` otherwise)."""
     problems = _problems(matrix, scores, contributions_finite, latency_ms)
     records: list[ScoredRecord | Unscorable] = []
     for i, tx in enumerate(transactions):
@@ -86,12 +106,16 @@ def build_records(
                 "score": shadow.scores[i],
                 "decision": shadow.decisions[i],
             }
+        decided_by, canary_doc = version, None
+        if canary is not None:
+            decided_by = canary.versions[i]
+            canary_doc = _canary_document(canary, i)
         document = {
             "transaction_id": tx.transaction_id,
             "user_id": tx.user_id,
             "score": scores[i],
             "decision": decisions[i],
-            "model_version": version,
+            "model_version": decided_by,
             "reasons": [{"name": name, "value": value} for name, value in reasons[i]],
             "features": dict(zip(FEATURE_NAMES, rows[i], strict=True)),
             "event_time": tx.timestamp,
@@ -99,6 +123,7 @@ def build_records(
             "latency_ms": latency_ms[i],
             "late": late[i],
             "shadow": shadow_doc,
+            "canary": canary_doc,
         }
         records.append(
             ScoredRecord(
@@ -107,9 +132,29 @@ def build_records(
                 scores[i],
                 decisions[i],
                 orjson.dumps(document, option=_OPTIONS),
+                canary_doc["arm"] if canary_doc is not None else "",  # type: ignore[arg-type]
             )
         )
     return records
+
+
+def _canary_document(canary: CanaryRows, i: int) -> dict[str, object]:
+    other_score, other_decision = canary.other_scores[i], canary.other_decisions[i]
+    other = None
+    if other_score is not None and other_decision is not None:
+        other = {
+            "model_version": canary.other_versions[i],
+            "score": other_score,
+            "decision": other_decision,
+        }
+    return {
+        "rollout": canary.rollout,
+        "step": canary.step,
+        "share": canary.share,
+        "arm": "challenger" if canary.challenger_arm[i] else "champion",
+        "other": other,
+        "fallback": canary.fallback and canary.challenger_arm[i],
+    }
 
 
 def _problems(

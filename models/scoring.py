@@ -15,10 +15,18 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
+from models.canary import Canary
 from models.features import FEATURE_NAMES, FeatureBuilder, sort_by_event_time
 from models.fraud_labels import FraudLabel
 from models.registry import LoadedModel
-from models.score_records import Reasons, ScoredRecord, Shadowed, Unscorable, build_records
+from models.score_records import (
+    CanaryRows,
+    Reasons,
+    ScoredRecord,
+    Shadowed,
+    Unscorable,
+    build_records,
+)
 from models.seen_ids import DEFAULT_DEDUPE_HORIZON_MS
 from models.stages import NO_STAGES, StageClock
 from models.thresholds import Thresholds
@@ -132,6 +140,7 @@ def score_rows(
     clock: Callable[[], float] = time.monotonic,
     shadow: Scorer | None = None,
     stages: StageClock = NO_STAGES,
+    canary: Canary | None = None,
 ) -> list[ScoredRecord | Unscorable]:
     """One model call for the rows, one published record per transaction (offline and stream).
 
@@ -140,11 +149,15 @@ def score_rows(
     scores the same rows; its opinion rides along in each score's `shadow` block. A row whose
     score cannot be built becomes an `Unscorable` in its place, never an exception: one bad row
     must not stop a partition. If the batch's model call fails, each row is scored alone.
+
+    During a canary step (`canary`), the challenger decides for the users of its arm and the
+    champion (`scorer`) for the rest; each model also scores the other arm's rows, so every
+    record carries the other opinion (`models.canary`).
     """
     matrix = np.asarray(rows, dtype=np.float64)
     try:
         return _score_matrix(
-            scorer, transactions, rows, matrix, late, received_s, clock, shadow, stages
+            scorer, transactions, rows, matrix, late, received_s, clock, shadow, stages, canary
         )
     except (ValueError, xgb.core.XGBoostError) as exc:
         if len(transactions) == 1:
@@ -161,6 +174,7 @@ def score_rows(
             clock,
             shadow,
             stages,
+            canary,
         )
     return results
 
@@ -175,8 +189,13 @@ def _score_matrix(
     clock: Callable[[], float],
     shadow: Scorer | None,
     stages: StageClock,
+    canary: Canary | None = None,
 ) -> list[ScoredRecord | Unscorable]:
-    batch = scorer.score(matrix, stages)
+    rows_canary = None
+    if canary is None:
+        batch = scorer.score(matrix, stages)
+    else:
+        batch, rows_canary = _score_canary(scorer, canary, transactions, matrix, stages)
     shadowed = None
     if shadow is not None:
         with stages.time("model"):
@@ -203,7 +222,71 @@ def _score_matrix(
             latency,
             now,
             shadowed,
+            rows_canary,
         )
+
+
+def _score_canary(
+    champion: Scorer,
+    canary: Canary,
+    transactions: Sequence[Transaction],
+    matrix: np.ndarray,
+    stages: StageClock,
+) -> tuple[ScoredBatch, CanaryRows]:
+    """Each arm's rows scored (with reasons) by the model deciding them, and their probability
+    under the other model: one full scoring and one probability pass over the batch in all. A
+    challenger whose model call fails leaves its arm to the champion (`fallback`), so no
+    transaction goes unscored because of a canary."""
+    challenger = canary.challenger
+    arm = canary.assigner.challenger_mask([tx.user_id for tx in transactions])
+    mine, theirs = np.flatnonzero(~arm), np.flatnonzero(arm)
+    kept = champion.score(matrix[mine], stages)
+    fallback = False
+    try:
+        taken = challenger.score(matrix[theirs], stages)
+        with stages.time("model"):
+            second = champion.probabilities(matrix[theirs])
+    except (ValueError, xgb.core.XGBoostError):
+        taken, second, fallback = champion.score(matrix[theirs], stages), [], True
+    try:
+        with stages.time("model"):
+            first = challenger.probabilities(matrix[mine])
+    except (ValueError, xgb.core.XGBoostError):
+        first = []  # the champion's arm has no second opinion then
+    n = len(transactions)
+    scores: list[float] = [0.0] * n
+    decisions: list[Decision] = ["approve"] * n
+    reasons: list[Reasons] = [[] for _ in range(n)]
+    finite = np.ones(n, dtype=bool)
+    versions = [champion.version] * n
+    others = [challenger.version] * n
+    other_scores: list[float | None] = [None] * n
+    other_decisions: list[Decision | None] = [None] * n
+    for part, idx, decided_by, other, other_model in (
+        (kept, mine, champion.version, first, challenger),
+        (taken, theirs, None if fallback else challenger.version, second, champion),
+    ):
+        for j, i in enumerate(idx.tolist()):
+            scores[i], decisions[i], reasons[i] = part.scores[j], part.decisions[j], part.reasons[j]
+            finite[i] = part.contributions_finite[j]
+            if decided_by is not None:
+                versions[i] = decided_by
+                others[i] = other_model.version
+            if other:
+                other_scores[i] = other[j]
+                other_decisions[i] = other_model.thresholds.decide(other[j])
+    rows = CanaryRows(
+        canary.rollout,
+        canary.step,
+        canary.share,
+        arm.tolist(),
+        versions,
+        others,
+        other_scores,
+        other_decisions,
+        fallback,
+    )
+    return ScoredBatch(scores, decisions, reasons, finite), rows
 
 
 def score_offline(
@@ -214,8 +297,10 @@ def score_offline(
     batch_size: int = 8192,
     report: OfflineReport | None = None,
     dedupe_horizon_ms: int = DEFAULT_DEDUPE_HORIZON_MS,
+    canary: Canary | None = None,
 ) -> Iterator[FraudScore]:
     """Score transactions in event-time order, as the stream would (same features, same model).
+    With `canary` (a rollout step), each user's arm decides as it does in the stream.
 
     `frauds` (`models.fraud_labels.attributed_frauds`) feed the merchant risk features exactly
     as the labels topic does in the stream. Duplicate transaction
@@ -234,7 +319,7 @@ def score_offline(
             chunk.append(tx)
             rows.append(observed[0])
             late.append(observed[1])
-        for result in score_rows(scorer, chunk, rows, late):
+        for result in score_rows(scorer, chunk, rows, late, canary=canary):
             if isinstance(result, Unscorable):
                 report.unscorable.append(result)
             else:

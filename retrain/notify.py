@@ -10,15 +10,33 @@ import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from models.registry import ModelVersion
+from models.registry import ModelVersion, Rollout
 from schemas.errors import DeliveryError
-from schemas.events import ModelUpdate
+from schemas.events import CanaryPlan, ModelUpdate
 
-Action = Literal["promote", "rollback", "shadow", "unshadow"]
+Action = Literal["promote", "rollback", "shadow", "unshadow", "canary", "canary_rollback"]
 
 
-def model_update(info: ModelVersion, action: Action, reason: str) -> ModelUpdate:
-    """The notification for `info` (its validation metrics travel along, flattened)."""
+def model_update(
+    info: ModelVersion,
+    action: Action,
+    reason: str,
+    rollout: Rollout | None = None,
+    evidence: dict[str, float] | None = None,
+) -> ModelUpdate:
+    """The notification for `info` (its validation metrics travel along, flattened). A canary
+    decision names its `rollout` step, and its `evidence` replaces the validation metrics."""
+    plan = None
+    if rollout is not None:
+        plan = CanaryPlan(
+            rollout=rollout.rollout,
+            step=rollout.step,
+            share=rollout.share,
+            steps=list(rollout.steps),
+            champion=rollout.champion,
+            hold_s=rollout.hold_s,
+            min_decisions=rollout.min_decisions,
+        )
     metrics: dict[str, float] = {}
     for group, values in info.metadata.get("metrics", {}).items():
         if not isinstance(values, dict):
@@ -30,6 +48,8 @@ def model_update(info: ModelVersion, action: Action, reason: str) -> ModelUpdate
                 and math.isfinite(value)
             ):
                 metrics[f"{group}_{name}"] = float(value)
+    if evidence is not None:
+        metrics = {k: float(v) for k, v in evidence.items() if math.isfinite(v)}
     return ModelUpdate(
         model_name=info.name,
         version=info.version,
@@ -39,6 +59,7 @@ def model_update(info: ModelVersion, action: Action, reason: str) -> ModelUpdate
         reason=reason[:1024],
         action=action,
         issued_at=datetime.now(UTC),
+        canary=plan,
     )
 
 

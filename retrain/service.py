@@ -2,12 +2,18 @@
 
     drift-events ──┐                    ┌── registry: new version (+ lineage), kept even if rejected
     schedule ──────┼─► run ─► challenger ─► gate ─┤
-    --once ────────┘   (scores + labels)          └── passed: promote (or shadow) + ModelUpdate
+    --once ────────┘   (scores + labels)          └── passed: promote (or shadow, or canary)
+                                                                        + ModelUpdate
 
 Triggers are debounced: a run starts at most once per `cooldown_s`; triggers during the cooldown
 are merged into one run when it ends. A drift trigger whose challenger is rejected stays armed
 and is retried every `cooldown_s` (more labels of the new pattern arrive meanwhile) up to
 `drift_attempts` times. The service talks to workers only through the registry and topics.
+
+With `winner="canary"` a challenger that passes the gate starts a canary rollout instead
+(`retrain.canary_runner`, which the service loop ticks): it decides for a growing share of users
+while guardrails on live traffic watch it, and is promoted only if it passes every step. No new
+retrain starts while a rollout is in progress (triggers wait until it ends).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from models.registry import ModelRegistry
+from models.registry import ModelRegistry, Rollout
 from models.scoring import Scorer
 from retrain.challenger import ChallengerConfig, train_challenger
 from retrain.notify import model_update, publish_model_update
@@ -88,10 +94,26 @@ class RetrainConfig:
     registry_dir: Path
     model_name: str
     challenger: ChallengerConfig = field(default_factory=ChallengerConfig)
-    winner: Literal["promote", "shadow"] = "promote"
+    winner: Literal["promote", "shadow", "canary"] = "promote"
     every_s: float | None = None
     cooldown_s: float = 600.0
     drift_attempts: int = 6
+    canary: CanaryStart | None = None
+    """The rollout a winner starts when `winner` is "canary"."""
+
+
+@dataclass(frozen=True)
+class CanaryStart:
+    """How a rollout proceeds: percents of users per step, least time and decisions per step."""
+
+    steps: tuple[float, ...]
+    hold_s: float
+    min_decisions: int
+
+    def start(self, registry: ModelRegistry, version: str, reason: str) -> Rollout:
+        return registry.start_canary(
+            version, self.steps, self.hold_s, self.min_decisions, reason=reason
+        )
 
 
 @dataclass(frozen=True)
@@ -99,7 +121,7 @@ class RunOutcome:
     """What one run did, for logs, `--json` and the metrics."""
 
     trigger: str
-    outcome: Literal["promoted", "shadowed", "rejected", "failed"]
+    outcome: Literal["promoted", "shadowed", "canary", "rejected", "failed"]
     version: str | None
     parent: str | None
     reasons: list[str]
@@ -172,10 +194,29 @@ class Retrainer:
                 time.monotonic() - began,
             )
         reason = f"{trigger}: {'; '.join(decision.reasons)}"
-        if self.config.winner == "shadow":
+        outcome: Literal["promoted", "shadowed", "canary"]
+        if self.config.winner == "canary":
+            try:
+                if self.config.canary is None:
+                    raise InputError("winner 'canary' needs its rollout (RetrainConfig.canary)")
+                rollout = self.config.canary.start(self.registry, info.version, reason)
+            except FraudstreamError as exc:
+                log.error("challenger %s passed but no rollout started: %s", info.version, exc)
+                return RunOutcome(
+                    trigger,
+                    "failed",
+                    info.version,
+                    parent,
+                    [str(exc)],
+                    metrics,
+                    time.monotonic() - began,
+                )
+            update = model_update(info, "canary", reason, rollout)
+            outcome = "canary"
+        elif self.config.winner == "shadow":
             self.registry.set_shadow(info.version, reason=reason)
             update = model_update(info, "shadow", reason)
-            outcome: Literal["promoted", "shadowed"] = "shadowed"
+            outcome = "shadowed"
         else:
             self.registry.promote(info.version, reason=reason)
             update = model_update(info, "promote", reason)
@@ -248,7 +289,7 @@ class Scheduler:
         self.last_run = now
         if self.every_s is not None:
             self.next_schedule = now + self.every_s
-        if trigger != "drift" or outcome.outcome in ("promoted", "shadowed"):
+        if trigger != "drift" or outcome.outcome in ("promoted", "shadowed", "canary"):
             self.pending, self.pending_detail, self.drift_left = None, None, 0
             return
         self.drift_left -= 1
@@ -266,9 +307,12 @@ def serve(
     poll_drift: Callable[[float], Sequence[DriftEvent]],
     should_stop: Callable[[], bool],
     on_outcome: Callable[[RunOutcome], None] = lambda _outcome: None,
+    tick: Callable[[], object] = lambda: None,
 ) -> None:
-    """The service loop: collect drift events, run when due, until asked to stop."""
+    """The service loop: collect drift events, run when due, until asked to stop. `tick` (the
+    canary controller) runs on every turn; while a rollout is in progress no run starts."""
     while not should_stop():
+        tick()
         for event in poll_drift(0.5):
             if event.model_version != retrainer.registry.champion():
                 log.info("ignoring drift on %s (not the champion)", event.model_version)
@@ -276,7 +320,7 @@ def serve(
             log.warning("drift event: %s on %s", event.detector, event.signal)
             scheduler.on_drift(event)
         due = scheduler.due()
-        if due is None:
+        if due is None or retrainer.registry.canary() is not None:
             continue
         trigger, detail = due
         outcome = retrainer.run(trigger, detail)

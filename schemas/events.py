@@ -129,6 +129,29 @@ class ShadowScore(Event):
     decision: Decision
 
 
+Arm = Literal["champion", "challenger"]
+ARMS: tuple[Arm, ...] = ("champion", "challenger")
+Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+
+
+class CanaryArm(Event):
+    """Which arm of a canary rollout decided a transaction, and the other model's opinion.
+
+    A user's arm is a pure function of `rollout` and `user_id` (`models.canary.bucket`), so any
+    consumer, and `fraudstream score --rollout`, can recompute it. `fallback`: the user is in the
+    challenger's arm but the challenger could not score the batch, so the champion decided.
+    """
+
+    rollout: Identifier
+    step: Annotated[int, Field(ge=0)]
+    share: Percent
+    """Percent of users the challenger decides for in this step."""
+    arm: Arm
+    other: ShadowScore | None
+    """The model that did not decide, on the same transaction (None on a `fallback`)."""
+    fallback: bool = False
+
+
 class FraudScore(Event):
     """The published result for one transaction; keyed by `user_id` on the score topic."""
 
@@ -145,6 +168,8 @@ class FraudScore(Event):
     late: bool = False
     """True when the transaction arrived later than the allowed lateness for its user."""
     shadow: ShadowScore | None = None
+    canary: CanaryArm | None = None
+    """During a canary rollout: the arm that decided (`model_version` is its version)."""
 
 
 class DriftEvent(Event):
@@ -157,8 +182,26 @@ class DriftEvent(Event):
     statistics: dict[str, FiniteFloat] = Field(default_factory=dict)
 
 
+class CanaryPlan(Event):
+    """A canary rollout's step: the challenger (the update's `version`) decides for `share`
+    percent of users, chosen by hashing `rollout` with each `user_id`."""
+
+    rollout: Identifier
+    step: Annotated[int, Field(ge=0)]
+    share: Percent
+    steps: list[Percent]
+    champion: Identifier
+    hold_s: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
+    min_decisions: Annotated[int, Field(ge=0)] = 0
+
+
 class ModelUpdate(Event):
-    """Tells running workers that the registry's champion (or shadow) changed."""
+    """Tells running workers that the registry's champion (or shadow, or canary) changed.
+
+    `canary` starts a rollout's step (`canary` plan set); `canary_rollback` ends a rollout with the
+    champion deciding for everyone (the `reason` names the breach, `metrics` hold the evidence);
+    a rollout that passed every step ends with a `promote` of its challenger.
+    """
 
     model_name: Identifier
     version: Identifier
@@ -166,8 +209,11 @@ class ModelUpdate(Event):
     location: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
     reason: Annotated[str, StringConstraints(max_length=1024)] = ""
-    action: Literal["promote", "rollback", "shadow", "unshadow"] = "promote"
+    action: Literal["promote", "rollback", "shadow", "unshadow", "canary", "canary_rollback"] = (
+        "promote"
+    )
     issued_at: EventTime | None = None
+    canary: CanaryPlan | None = None
 
 
 DeadLetterReason = Literal[

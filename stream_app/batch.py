@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from models.canary import Canary
 from models.features import amount_cents, assemble
 from models.merchant_window import MerchantValues, snapshot_boundary
 from models.score_records import ScoredRecord, Unscorable
@@ -124,6 +125,7 @@ def score_batch(
     shadow: Scorer | None = None,
     dedupe_horizon_ms: int = DEFAULT_DEDUPE_HORIZON_MS,
     stages: StageClock = NO_STAGES,
+    canary: Canary | None = None,
 ) -> ScoredBatchResult:
     """Features (state updated in order), one model call for the batch, one FraudScore each.
 
@@ -146,6 +148,7 @@ def score_batch(
         clock,
         shadow,
         stages,
+        canary,
     )
     scores: list[ScoredRecord] = []
     scored_rows: _Rows = []

@@ -62,6 +62,12 @@ class WorkerMetrics:
         self.decisions = Counter(
             "fraudstream_decisions", "Decisions published.", ["decision"], registry=r
         )
+        self.canary_decisions = Counter(
+            "fraudstream_canary_decisions",
+            "Decisions published during a canary rollout, by the arm that decided.",
+            ["arm", "decision"],
+            registry=r,
+        )
         self.state_resets = Counter(
             "fraudstream_user_state_resets",
             "User states that could not be read back from the table and were started afresh.",
@@ -177,6 +183,8 @@ class WorkerMetrics:
             self.dead_letters.labels(reason)
         for decision in ("approve", "review", "decline"):
             self.decisions.labels(decision)
+            for arm in ("champion", "challenger"):
+                self.canary_decisions.labels(arm, decision)
         for outcome in ("applied", "rejected"):
             self.model_swaps.labels(outcome)
         for stage in STAGES:

@@ -30,6 +30,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from models.canary import Canary
 from models.fraud_labels import FraudLabel, attribute
 from models.merchant_history import MerchantHistory
 from models.merchant_partials import FinalHours, PartitionHours, Source, hour_of
@@ -81,6 +82,9 @@ class Models(Protocol):
 
     @property
     def shadow(self) -> Scorer | None: ...
+
+    @property
+    def canary(self) -> Canary | None: ...
 
 
 @dataclass(frozen=True)
@@ -380,7 +384,8 @@ class ScoringPipeline:
 
     async def _score_batch(self, taken: list[Decoded], outcome: Outcome) -> None:
         models = self.models
-        champion, shadow = models.champion, models.shadow  # swaps happen between batches
+        # Swaps happen between batches: one batch is scored with one set of models.
+        champion, shadow, canary = models.champion, models.shadow, models.canary
         history = self.history
 
         def merchant_of(boundary_ms: int, merchant_id: str) -> MerchantValues:
@@ -398,6 +403,7 @@ class ScoringPipeline:
             shadow,
             self.config.dedupe_horizon_ms,
             stages=self.stages,
+            canary=canary,
         )
         for rejected in result.rejected:
             await self._dead_letter(rejected)

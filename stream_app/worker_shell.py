@@ -348,6 +348,8 @@ class WorkerShell:
         for score in result.scores:
             metrics.score.observe(score.score)
             metrics.decisions.labels(score.decision).inc()
+            if score.arm:
+                metrics.canary_decisions.labels(score.arm, score.decision).inc()
         published = time.monotonic()
         for received in result.received_s:
             metrics.latency.observe(max(0.0, published - received))

@@ -23,7 +23,7 @@ from models.training import TrainingConfig, train
 from producers.simulator import SCENARIO_CODES, SimulationConfig, simulate, write_traffic
 from retrain.challenger import ChallengerConfig, ChallengerResult, train_challenger
 from retrain.gate import GateConfig, Metrics
-from retrain.service import RetrainConfig, Retrainer
+from retrain.service import CanaryStart, RetrainConfig, Retrainer, Scheduler, serve
 from schemas.errors import DeliveryError, InputError, TrainingError
 from schemas.events import FraudScore, Label, ModelUpdate, Transaction, epoch_ms
 from schemas.jsonl import read_events
@@ -352,6 +352,31 @@ def test_a_winner_can_go_to_shadow_instead(tmp_path: Path, drift_world: DriftWor
     assert outcome.outcome == "shadowed"
     assert (retrainer.registry.champion(), retrainer.registry.shadow()) == ("v1", "v2")
     assert [u.action for u in sent] == ["shadow"]
+
+
+def test_a_winner_can_start_a_canary_rollout_instead(
+    tmp_path: Path, drift_world: DriftWorld
+) -> None:
+    rollout = CanaryStart(steps=(5.0, 25.0, 100.0), hold_s=600.0, min_decisions=100)
+    retrainer, sent = _retrainer(tmp_path, drift_world, winner="canary", canary=rollout)
+    outcome = retrainer.run("drift", {"detector": "ADWIN", "signal": "fraud_miss_rate"})
+    store = retrainer.registry
+    assert outcome.outcome == "canary" and outcome.notified
+    assert store.champion() == "v1", "a canary winner is not promoted at once"
+    started = store.canary()
+    assert started is not None and (started.version, started.share) == ("v2", 5.0)
+    [update] = sent
+    assert update.action == "canary" and update.canary is not None
+    assert (update.canary.rollout, update.canary.steps) == (started.rollout, [5.0, 25.0, 100.0])
+    assert (update.canary.hold_s, update.canary.min_decisions) == (600.0, 100)
+    # A rollout in progress holds further runs back (the next trigger waits for its end).
+    ran: list[str] = []
+    retrainer.run = lambda trigger, detail=None: ran.append(trigger)  # type: ignore[assignment,method-assign,misc,return-value]
+    turns = iter([False, True])
+    scheduler = Scheduler(every_s=None, cooldown_s=0.0, drift_attempts=1)
+    scheduler.pending = "drift"
+    serve(retrainer, scheduler, lambda timeout: [], lambda: next(turns))
+    assert ran == []
 
 
 def test_a_run_without_data_fails_cleanly(tmp_path: Path, drift_world: DriftWorld) -> None:

@@ -48,3 +48,11 @@ def test_the_offline_demo_never_shares_the_streaming_demo_registry() -> None:
     settings = Settings(state_dir="state")
     assert demo_workdir(settings, offline=False) == settings.state_dir / "demo"
     assert demo_workdir(settings, offline=True) == settings.state_dir / "demo-offline"
+
+
+def test_the_view_says_each_canary_steps_share() -> None:
+    from fraudstream.demo_live import _update_text
+
+    step = {"action": "canary", "version": "v2", "canary": {"share": 10.0}}
+    assert _update_text(step) == "canary v2 10 %"
+    assert _update_text({"action": "canary_rollback", "version": "v2"}) == "canary_rollback v2"

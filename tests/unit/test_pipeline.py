@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from models.canary import Canary
 from models.fraud_labels import attributed_frauds
 from models.merchant_history import MerchantHistory
 from models.merchant_partials import Source
@@ -67,6 +68,7 @@ class MemorySink:
 class Champion:
     champion: Scorer
     shadow: Scorer | None = None
+    canary: Canary | None = None
 
 
 CONFIG = PipelineConfig(
@@ -123,11 +125,13 @@ class Cluster:
         self.committed: dict[Source, int] = {}
         self.pipelines: dict[int, ScoringPipeline] = {}
         self.assemblers: dict[int, merchant_log.Assembler] = {}
+        self.make_canary: Callable[[], Canary | None] = lambda: None
+        """Each started worker's own canary step (a fresh assigner: nothing shared)."""
 
     def start(self, worker: int, owns: list[Source]) -> ScoringPipeline:
         pipeline = ScoringPipeline(
             CONFIG,
-            Champion(self.scorer),
+            Champion(self.scorer, canary=self.make_canary()),
             self.store,
             self.sink,
             MerchantHistory(SOURCES),
