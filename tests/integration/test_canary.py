@@ -13,12 +13,14 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fraudstream.testing import Scores, Stack, read_all
+from fraudstream.testing.process import ServiceProcess
 from models.canary import in_challenger
 from models.registry import ModelRegistry
 from schemas.events import FraudScore, ModelUpdate
@@ -112,6 +114,39 @@ def step_times(published: list[ModelUpdate]) -> list[str]:
     return lines
 
 
+@dataclass
+class Rollout:
+    worker: ServiceProcess
+    retrain: ServiceProcess
+    rollout: str
+    published: list[ModelUpdate]
+    sent: Any
+
+
+def roll_out(stack: Stack, challenger: str, until: str, *extra: str) -> Rollout:
+    """A worker and the retrain service, a canary of `challenger` (steps 10/50/100 %), then live
+    traffic until the controller publishes `until` — which must come while traffic flows."""
+    worker = stack.start_worker()
+    retrain = stack.start_retrain()
+    started = stack.cli(
+        "models", "canary", challenger, "--steps", "10,50,100", "--hold", "1s",
+        "--min-decisions", MIN_DECISIONS, *extra,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    rollout = f"{challenger}-canary1"
+    worker.wait_for_log(f"canary {rollout} step 0")
+    thread, fed = feed(stack)
+    try:
+        published = wait_for_update(stack, until)
+        under_load = thread.is_alive()
+    finally:
+        thread.join(timeout=120)
+    assert "sent" in fed, "the replay did not finish"
+    assert under_load, f"the {until} came after the traffic had stopped"
+    print("\n".join(step_times(published)))
+    return Rollout(worker, retrain, rollout, published, fed["sent"])
+
+
 def test_a_challenger_that_flags_far_more_is_rolled_back_at_the_first_step(
     fraudstream_stack: Stack, tmp_path: Path
 ) -> None:
@@ -120,24 +155,14 @@ def test_a_challenger_that_flags_far_more_is_rolled_back_at_the_first_step(
     champion = store.champion()
     assert champion is not None
     challenger = register_challenger(store, review=0.0)  # flags everything
-    worker = stack.start_worker()
-    retrain = stack.start_retrain()
-    started = stack.cli(
-        "models", "canary", challenger, "--steps", "10,50,100", "--hold", "1s",
-        "--min-decisions", MIN_DECISIONS, "--reason", "canary test",
-    )  # fmt: skip
-    assert started.returncode == 0, started.stderr
-    rollout = f"{challenger}-canary1"
-    worker.wait_for_log(f"canary {rollout} step 0")
-    thread, fed = feed(stack)
-    try:
-        published = wait_for_update(stack, "canary_rollback")
-        under_load = thread.is_alive()
-    finally:
-        thread.join(timeout=120)
-    assert "sent" in fed, "the replay did not finish"
-    assert under_load, "the rollback came after the traffic had stopped"
-    print("\n".join(step_times(published)))
+    run = roll_out(stack, challenger, "canary_rollback", "--reason", "canary test")
+    worker, retrain, rollout, published, sent = (
+        run.worker,
+        run.retrain,
+        run.rollout,
+        run.published,
+        run.sent,
+    )
     assert [(u.action, u.canary.step if u.canary else None) for u in published] == [
         ("canary", 0),
         ("canary_rollback", 0),
@@ -152,11 +177,11 @@ def test_a_challenger_that_flags_far_more_is_rolled_back_at_the_first_step(
     assert store.champion() == champion and store.canary() is None
     worker.wait_for_log(f"canary {rollout} rolled back")
 
-    scores = stack.scores(fed["sent"], timeout=180)
+    scores = stack.scores(sent, timeout=180)
     worker.stop()
     retrain.stop()
     phases = check_each_transaction_decided_once(
-        stack.all_scores(), fed["sent"], rollout, {0: 10.0}, (champion, challenger)
+        stack.all_scores(), sent, rollout, {0: 10.0}, (champion, challenger)
     )
     assert phases.get("step0:challenger", 0) >= int(MIN_DECISIONS)
     assert phases.get("none", 0) > 0, "nothing scored by the champion alone after the rollback"
@@ -194,24 +219,14 @@ def test_a_good_challenger_walks_every_step_and_is_promoted(fraudstream_stack: S
     champion = store.champion()
     assert champion is not None
     challenger = register_challenger(store)  # the same opinions: no guardrail can object
-    worker = stack.start_worker()
-    retrain = stack.start_retrain()
-    started = stack.cli(
-        "models", "canary", challenger, "--steps", "10,50,100", "--hold", "1s",
-        "--min-decisions", MIN_DECISIONS,
-    )  # fmt: skip
-    assert started.returncode == 0, started.stderr
-    rollout = f"{challenger}-canary1"
-    worker.wait_for_log(f"canary {rollout} step 0")
-    thread, fed = feed(stack)
-    try:
-        published = wait_for_update(stack, "promote")
-        under_load = thread.is_alive()
-    finally:
-        thread.join(timeout=120)
-    assert "sent" in fed, "the replay did not finish"
-    assert under_load, "the promotion came after the traffic had stopped"
-    print("\n".join(step_times(published)))
+    run = roll_out(stack, challenger, "promote")
+    worker, retrain, rollout, published, sent = (
+        run.worker,
+        run.retrain,
+        run.rollout,
+        run.published,
+        run.sent,
+    )
     assert [(u.action, u.canary.step if u.canary else None) for u in published] == [
         ("canary", 0),
         ("canary", 1),
@@ -226,14 +241,14 @@ def test_a_good_challenger_walks_every_step_and_is_promoted(fraudstream_stack: S
     assert store.champion() == challenger and store.canary() is None
     worker.wait_for_log(f"champion {champion} -> {challenger}")
 
-    stack.scores(fed["sent"], timeout=180)
+    stack.scores(sent, timeout=180)
     metrics = worker.wait_for_metrics(
-        lambda m: m.get("fraudstream_transactions_scored_total", 0) >= fed["sent"].sent
+        lambda m: m.get("fraudstream_transactions_scored_total", 0) >= sent.sent
     )
     worker.stop()
     retrain.stop()
     phases = check_each_transaction_decided_once(
-        stack.all_scores(), fed["sent"], rollout, {0: 10.0, 1: 50.0, 2: 100.0},
+        stack.all_scores(), sent, rollout, {0: 10.0, 1: 50.0, 2: 100.0},
         (champion, challenger),
     )  # fmt: skip
     for step in range(3):

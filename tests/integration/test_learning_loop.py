@@ -23,6 +23,8 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from fraudstream.testing import Stack
+from models.drift_config import HOUR_MS
+from models.drift_replay import detect_offline
 from models.features import FEATURE_NAMES
 from models.fraud_labels import attributed_frauds
 from models.registry import ModelRegistry
@@ -187,6 +189,75 @@ def test_drift_retrain_promotion_hot_swap_and_rollback(
     assert all(s.shadow is not None for s in phase3.values())
     retrain.stop()
     worker.stop()
+
+
+def test_two_workers_publish_the_drift_events_one_monitor_computes_offline(
+    fraudstream_stack: Stack, world: World
+) -> None:
+    """Phase 1 (the card-testing pattern from day 20) through two workers: the cluster's one
+    monitor publishes exactly the events `detect_offline` computes from the offline scores —
+    what one worker's monitor publishes too (not one set per worker, as per-worker detectors
+    did)."""
+    stack = fraudstream_stack
+    stack.extra_env["FRAUD_PRODUCER_LINGER_MS"] = "50"
+    # Score partitions silent this long after the replay are idle: the last hours close.
+    stack.extra_env["FRAUD_DRIFT_SCORES_IDLE_S"] = "20"
+    store = ModelRegistry(stack.registry, "fraud-xgb")
+    txs = read_events(world.phase1, Transaction).records
+    labels = read_events(world.phase1_labels, Label).records
+    offline = score_offline(txs, Scorer.from_loaded(store.load()), attributed_frauds(labels).frauds)
+    expected = sorted(map(_event_key, detect_offline(offline, labels)))
+    assert any(at >= day(DRIFT_DAY) for at, *_ in expected), "the world did not drift: void"
+    last_score_hour = max(epoch_ms(t.timestamp) for t in txs) // HOUR_MS
+    last_label_hour = max(epoch_ms(x.labeled_at) for x in labels if x.labeled_at) // HOUR_MS
+
+    stack.replay(world.phase1_labels, "labels")
+    phase1 = stack.replay(world.phase1)
+    workers = [stack.start_worker("a", wait_ready=False), stack.start_worker("b")]
+    stack.scores(phase1, timeout=240)
+
+    # Every hour but the newest closes: the newest stays open until later scores show that
+    # nothing more can come for it (all partitions idle hold nobody back, and move nothing).
+    stat = 'fraudstream_drift_monitor{stat="core.%s_hours_through_ms"}'
+    wanted = min(last_score_hour, last_label_hour) * HOUR_MS
+
+    def through(m: dict[str, float]) -> float:
+        return min(m.get(stat % "score", -1), m.get(stat % "label", -1))
+
+    deadline = time.monotonic() + 180
+    leaders: dict[str, float] = {}
+    while not leaders:
+        scraped = {w.name: w.scrape() for w in workers}
+        leaders = {name: through(m) for name, m in scraped.items() if through(m) >= wanted}
+        assert time.monotonic() < deadline, (
+            f"no monitor closed the hours through {wanted} within 180 s: "
+            + repr(
+                {
+                    n: {k: v for k, v in m.items() if "drift_monitor" in k}
+                    for n, m in scraped.items()
+                }
+            )
+        )
+        time.sleep(0.5)
+    assert len(leaders) == 1, f"more than one monitor leads: {leaders}"
+    (cut,) = leaders.values()
+    closed = [e for e in expected if e[0] <= datetime.fromtimestamp(cut / 1000, UTC)]
+    published = stack.read(
+        "drift-events", lambda ms: len(ms) >= len(closed), 60, f"{len(closed)} drift events"
+    )
+    got = sorted(_event_key(DriftEvent.model_validate_json(m.value())) for m in published)
+    for worker in workers:
+        worker.stop()
+    print(
+        f"{len(got)} drift events from {list(leaders)}; offline {len(closed)} in the hours closed, "
+        f"{len(expected)} in all"
+    )
+    assert got == closed
+    assert any(at >= day(DRIFT_DAY) for at, *_ in got)
+
+
+def _event_key(event: DriftEvent) -> tuple[Any, ...]:
+    return (event.detected_at, event.detector, event.signal, event.model_version)
 
 
 def _scores(stack: Stack, sent: Any) -> dict[str, FraudScore]:
