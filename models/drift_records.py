@@ -11,6 +11,7 @@ floats exactly, so detectors fed from the log are in the state the live ones wer
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +77,8 @@ def _score_input(data: dict[str, Any], config: DriftConfig) -> ScoreInput:
     score, decision, features = data["score"], data["decision"], data["features"]
     version, transaction_id = data["model_version"], data["transaction_id"]
     event_time = datetime.fromisoformat(data["event_time"])
+    if isinstance(version, str):
+        version = sys.intern(version)  # one copy of each version among a million kept scores
     if not (isinstance(score, int | float) and 0.0 <= score <= 1.0 and decision in DECISIONS):
         raise ValueError("score or decision")
     if not (isinstance(version, str) and isinstance(transaction_id, str)):
@@ -95,7 +98,7 @@ def _score_input(data: dict[str, Any], config: DriftConfig) -> ScoreInput:
             score=float(score),
             flagged=decision != "approve",
             model_version=version,
-            shadow_version=str(shadow["model_version"]) if shadow else None,
+            shadow_version=sys.intern(str(shadow["model_version"])) if shadow else None,
             shadow_score=float(shadow["score"]) if shadow else None,
             shadow_flagged=shadow["decision"] != "approve" if shadow else None,
         ),

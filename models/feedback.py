@@ -18,9 +18,10 @@ from sklearn.metrics import average_precision_score
 DAY_MS = 86_400_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scored:
-    """What is kept of a scored transaction until its label arrives."""
+    """What is kept of a scored transaction until its label arrives (slots: the drift monitor
+    keeps up to a million of them)."""
 
     event_time_ms: int
     score: float

@@ -1,4 +1,4 @@
-"""Event models: the JSON contract on every topic (see shared DESIGN.md).
+"""Event models: the JSON contract on every topic (see docs/CONTRACT.md).
 
 Validation is strict on purpose: a stream that accepts anything passes garbage to the model.
 Invalid input is rejected here with a message, and the stream turns it into a dead letter.

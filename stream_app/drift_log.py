@@ -4,7 +4,7 @@ The inputs log is one topic with one partition in use (every record carries the 
 topic created with more partitions still keeps them in order). It is read whole when a monitor
 becomes leader: a few hundred bytes per closed hour, ~17,000 records a year. Its end is the high
 watermark a fetch reports, not ListOffsets, which the embedded broker answers with the end of
-the partition's first batch (DESIGN.md).
+the partition's first batch (docs/CONTRACT.md).
 """
 
 from __future__ import annotations

