@@ -15,8 +15,8 @@ holds the final boundary back — so each partition keeps its own queue: a parti
 does not stop the others, whose records advance the boundary; a queue that grows past
 `max_queued` asks the shell to pause fetching that partition. Scoring takes what is final from
 every queue into one micro-batch: features in order, one model call, one score each, the users'
-records written once per batch, then every output is delivered before any offset is acknowledged
-(at least once).
+records written once per batch; every output of a call is delivered before any offset is
+acknowledged (at least once).
 """
 
 from __future__ import annotations
@@ -373,14 +373,17 @@ class ScoringPipeline:
         return taken
 
     async def _score(self, outcome: Outcome) -> None:
+        """Score every batch that is ready, then wait once for all their outputs: offsets are
+        acknowledged only after this call returns, so the micro-batches of one fetch need not
+        each wait for the broker (one round trip per fetch instead of one per 500 records)."""
         while True:
             taken = self._take()
             if taken:
                 await self._score_batch(taken, outcome)
-            with self.stages.time("produce"):
-                await self.sink.deliver()
             if not taken or len(taken) < self.config.batch_max:
-                return
+                break
+        with self.stages.time("produce"):
+            await self.sink.deliver()
 
     async def _score_batch(self, taken: list[Decoded], outcome: Outcome) -> None:
         models = self.models
