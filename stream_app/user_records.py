@@ -23,7 +23,7 @@ log = logging.getLogger("fraudstream.worker.users")
 class UserStore(Protocol):
     """Where users' records live: a changelog-backed table in the worker, a dict in tests."""
 
-    def get(self, user_id: str) -> bytes | None: ...
+    def get(self, user_id: str, partition: int) -> bytes | None: ...
 
     async def put(self, partition: int, user_id: str, value: bytes) -> None: ...
 
@@ -42,7 +42,7 @@ class MemoryStore:
         self.values: dict[str, bytes] = {}
         self.writes = 0
 
-    def get(self, user_id: str) -> bytes | None:
+    def get(self, user_id: str, partition: int) -> bytes | None:
         return self.values.get(user_id)
 
     async def put(self, partition: int, user_id: str, value: bytes) -> None:
@@ -69,7 +69,7 @@ class UserRecords:
         if cached is not None:
             self._records.move_to_end(user_id)
             return cached[1]
-        stored = self.store.get(user_id)
+        stored = self.store.get(user_id, partition)
         record = UserRecord() if stored is None else self._decode(stored)
         self._records[user_id] = (partition, record)
         return record

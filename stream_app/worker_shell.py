@@ -45,13 +45,28 @@ class TableStore:
         self._data = table.data
         self._write = faust_tuning.changelog_writer(table, publisher)
 
-    def get(self, user_id: str) -> bytes | None:
-        value: bytes | None = self._data.get(user_id.encode())
-        return value
+    def get(self, user_id: str, partition: int) -> bytes | None:
+        key = user_id.encode()
+        db_for = getattr(self._data, "_db_for_partition", None)
+        if db_for is None:
+            value: bytes | None = self._data.get(key)
+            return value
+        # Without a current event faust's RocksDB store searches only the databases it has
+        # opened, which after a restart with nothing to recover is none of them.
+        stored: bytes | None = db_for(partition).get(key)
+        return stored
 
     async def put(self, partition: int, user_id: str, value: bytes) -> None:
         key = user_id.encode()
-        self._data[key] = value
+        db_for = getattr(self._data, "_db_for_partition", None)
+        if db_for is None:
+            self._data[key] = value
+        else:
+            # faust's RocksDB store finds a value's partition from the current event, which a
+            # whole-fetch pipeline does not have (`assert event is not None`): write to that
+            # partition's database as its `_set` would.
+            self._data._key_index[key] = partition
+            db_for(partition).put(key, value)
         await self._write(partition, key, value)
 
 

@@ -47,15 +47,22 @@ def assert_same(online: FraudScore, offline: FraudScore) -> None:
     assert online.late == offline.late
 
 
-@pytest.mark.parametrize("user_cache", [None, 40], ids=["all-users-cached", "cache-of-40-users"])
+@pytest.mark.parametrize(
+    ("user_cache", "store"),
+    [(None, None), (40, None), (40, "rocksdb://")],
+    ids=["all-users-cached", "cache-of-40-users", "cache-of-40-users-rocksdb"],
+)
 def test_replayed_traffic_scores_exactly_as_offline(
-    fraudstream_stack: Stack, user_cache: int | None
+    fraudstream_stack: Stack, user_cache: int | None, store: str | None
 ) -> None:
     """Every score equals `fraudstream score`'s; with a tiny user cache too, so users dropped
-    from memory and read back from the table mid-replay give the same features."""
+    from memory and read back from the table mid-replay give the same features (from the
+    in-memory table, and from RocksDB)."""
     stack = fraudstream_stack
     if user_cache is not None:
         stack.extra_env["FRAUD_USER_CACHE_SIZE"] = str(user_cache)
+    if store is not None:
+        stack.extra_env["FRAUD_WORKER_STORE"] = store
     expected = offline_scores(stack, TRAFFIC, LABELS)
     # The recording first, then the worker: it reads complete input, as `fraudstream score`
     # does (replayed into an idle running worker, labels before transactions, merchant
@@ -168,7 +175,8 @@ def test_kill_9_with_records_in_flight_redelivers_them_with_identical_scores(
     fraudstream_stack: Stack,
 ) -> None:
     """A worker killed mid-backlog, nothing committed: its successor reads everything again,
-    answers what was already applied from the journal (counted), and loses nothing."""
+    answers what was already applied from the journal (counted), and loses nothing. (With
+    `rocksdb://` the successor found no journal: see the README's known problems.)"""
     stack = fraudstream_stack
     expected = offline_scores(stack, TRAFFIC, None)
     sent = stack.replay(TRAFFIC)
