@@ -49,7 +49,7 @@ profile: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/pytest -m slow -s tests/integration/test_soak.py
 
-## Merchant state with 20 million events over 90 days, in process: the memory curve (~1.5 min).
+## Merchant state with 20 million events over 90 days, in process: the memory curve (~1 min).
 scale: $(STAMP)
 	$(BIN)/pytest -m slow -s tests/unit/test_merchant_scale.py
 

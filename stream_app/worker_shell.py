@@ -355,6 +355,7 @@ class WorkerShell:
             consumer.resume_partitions(
                 [self.tp(s) for s in outcome.resume if s not in self._restoring]
             )
+        self._move_counters()
         for result in outcome.scored:
             self._observe(result)
 
@@ -401,6 +402,13 @@ class WorkerShell:
             metrics.state.labels(kind).set(entries)
         newest, final = history.newest_closed(), history.final
         metrics.merchant_final_lag.set(0 if newest is None or final is None else newest - final)
+        self._move_counters()
+
+    def _move_counters(self) -> None:
+        """Counters moved by what the pipeline counted since the last call: on every applied
+        outcome, before the scored counter moves, so a scrape that sees N scores also sees what
+        was consumed and redelivered for them (tests and the benchmark wait on that counter)."""
+        pipeline = self.pipeline
         stats = pipeline.stats
         moved: dict[tuple[str, ...], float] = {
             ("consumed",): stats.consumed,

@@ -13,9 +13,8 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -114,8 +113,7 @@ def step_times(published: list[ModelUpdate]) -> list[str]:
     return lines
 
 
-@dataclass
-class Rollout:
+class Rollout(NamedTuple):
     worker: ServiceProcess
     retrain: ServiceProcess
     rollout: str
@@ -155,13 +153,8 @@ def test_a_challenger_that_flags_far_more_is_rolled_back_at_the_first_step(
     champion = store.champion()
     assert champion is not None
     challenger = register_challenger(store, review=0.0)  # flags everything
-    run = roll_out(stack, challenger, "canary_rollback", "--reason", "canary test")
-    worker, retrain, rollout, published, sent = (
-        run.worker,
-        run.retrain,
-        run.rollout,
-        run.published,
-        run.sent,
+    worker, retrain, rollout, published, sent = roll_out(
+        stack, challenger, "canary_rollback", "--reason", "canary test"
     )
     assert [(u.action, u.canary.step if u.canary else None) for u in published] == [
         ("canary", 0),
@@ -219,14 +212,7 @@ def test_a_good_challenger_walks_every_step_and_is_promoted(fraudstream_stack: S
     champion = store.champion()
     assert champion is not None
     challenger = register_challenger(store)  # the same opinions: no guardrail can object
-    run = roll_out(stack, challenger, "promote")
-    worker, retrain, rollout, published, sent = (
-        run.worker,
-        run.retrain,
-        run.rollout,
-        run.published,
-        run.sent,
-    )
+    worker, retrain, rollout, published, sent = roll_out(stack, challenger, "promote")
     assert [(u.action, u.canary.step if u.canary else None) for u in published] == [
         ("canary", 0),
         ("canary", 1),

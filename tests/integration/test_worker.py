@@ -171,13 +171,15 @@ def committed_offsets(stack: Stack) -> dict[int, int]:
 
 
 @pytest.mark.reliability
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 def test_kill_9_with_records_in_flight_redelivers_them_with_identical_scores(
-    fraudstream_stack: Stack,
+    fraudstream_stack: Stack, store: str
 ) -> None:
     """A worker killed mid-backlog, nothing committed: its successor reads everything again,
-    answers what was already applied from the journal (counted), and loses nothing. (With
-    `rocksdb://` the successor found no journal: see the README's known problems.)"""
+    answers what was already applied from the journal (counted), and loses nothing — with the
+    users' table in memory (rebuilt from the changelog) or in RocksDB (kept on disk)."""
     stack = fraudstream_stack
+    stack.extra_env["FRAUD_WORKER_STORE"] = store
     expected = offline_scores(stack, TRAFFIC, None)
     sent = stack.replay(TRAFFIC)
     # Worker a never commits (an hour between commits): all it scored is uncommitted when it
