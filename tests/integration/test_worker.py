@@ -65,8 +65,7 @@ def test_replayed_traffic_scores_exactly_as_offline(
         stack.extra_env["FRAUD_WORKER_STORE"] = store
     expected = offline_scores(stack, TRAFFIC, LABELS)
     # The recording first, then the worker: it reads complete input, as `fraudstream score`
-    # does (replayed into an idle running worker, labels before transactions, merchant
-    # features can differ: see the README's known problems).
+    # does (the two-worker test replays into running workers instead).
     stack.replay(LABELS, "labels")
     stack.replay(TRAFFIC)
     worker = stack.start_worker()
