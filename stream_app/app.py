@@ -313,7 +313,7 @@ def _pipeline_config(config: WorkerConfig) -> PipelineConfig:
 
 
 async def _run_delivering(work: Any) -> None:
-    """Run `work`; a failed delivery stops the worker at once (see `faust_tuning.Publisher`)."""
+    """Run `work`; a failed delivery stops the worker at once (see `kafka_sink.ConfluentSink`)."""
     try:
         await work
     except (DeliveryError, KafkaError, ProducerSendError) as exc:

@@ -48,7 +48,7 @@ class EventSink(Protocol):
 
     async def deliver(self) -> object:
         """Wait until everything sent so far is acknowledged; raise if anything failed (what it
-        returns is ignored: the worker's `faust_tuning.Publisher` returns a count)."""
+        returns is ignored: the worker's `kafka_sink.ConfluentSink` returns a count)."""
 
 
 @dataclass(frozen=True)

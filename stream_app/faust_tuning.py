@@ -437,7 +437,7 @@ def raw_producer(app: Any) -> aiokafka.AIOKafkaProducer:
 
 
 def exit_on_delivery_failure(error: BaseException, log: Any) -> None:
-    """Stop the worker now, without acknowledging or committing anything (see `Publisher`)."""
+    """Stop the worker now, without acknowledging or committing anything (see `kafka_sink`)."""
     log.critical("stopping at once, input left uncommitted: %s", error)
     logging.shutdown()
     os._exit(EXIT_DELIVERY_FAILED)
