@@ -45,7 +45,8 @@ def background(
 def profiled(
     pid: int, out: str | None, progress: Callable[[str], None] = lambda _: None
 ) -> Iterator[None]:
-    """Sample `pid` with py-spy (the dev extras install it) into the flame graph `out`."""
+    """Sample `pid` with py-spy (the dev extras install it) into the flame graph `out` (an SVG;
+    collapsed stacks, one line per stack with its sample count, if `out` ends with `.txt`)."""
     if out is None:
         yield
         return
@@ -54,7 +55,11 @@ def profiled(
         raise RuntimeError("--profile needs py-spy (pip install py-spy; the dev extras have it)")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     recorder = subprocess.Popen(  # noqa: S603 - py-spy from this environment
-        [spy, "record", "--pid", str(pid), "--rate", "100", "--output", out, "--nonblocking"],
+        [
+            *(spy, "record", "--pid", str(pid), "--rate", "100", "--output", out),
+            *(("--format", "raw") if out.endswith(".txt") else ()),
+            "--nonblocking",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
