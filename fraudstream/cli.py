@@ -745,15 +745,18 @@ def worker(
     FRAUD_STATE_DIR/<app id>-data. Stops cleanly on SIGTERM/SIGINT.
     """
     from fraudstream.logs import logging_config
+    from stream_app import collector
     from stream_app.app import create_app
     from stream_app.faust_tuning import QuietWorker
 
     settings = _settings()
     app_ = create_app(worker_config(settings, registry))
     json_logs = logging_config("json", loglevel) if settings.log_format == "json" else None
-    QuietWorker(
+    running = QuietWorker(
         app_, loglevel=loglevel, quiet=True, redirect_stdouts=False, logging_config=json_logs
-    ).execute_from_commandline()
+    )
+    collector.tune()
+    running.execute_from_commandline()
 
 
 def worker_config(settings: Settings, registry: Path | None = None) -> Any:

@@ -35,25 +35,16 @@ import asyncio
 import inspect
 import logging
 import os
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiokafka
 from aiokafka import TopicPartition
-from aiokafka.errors import (
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-)
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.worker import Worker
 from mode import Service
-
-from schemas.errors import DeliveryError
 
 SCHEME = "fraudkafka"
 EXIT_DELIVERY_FAILED = 75  # EX_TEMPFAIL: restart and read the uncommitted input again
@@ -300,136 +291,6 @@ def register() -> None:
     TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
 
 
-Fallback = Callable[[], tuple[bytes | None, bytes]]
-"""A smaller form of a record (key, value), sent if the broker refuses the record's size."""
-_SIZE_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
-
-
-@dataclass
-class _Pending:
-    topic: str
-    partition: int | None
-    future: asyncio.Future[Any]
-    on_delivered: Callable[[Any], None] | None
-    fallback: Fallback | None
-
-
-class Publisher:
-    """Sends through faust's underlying aiokafka producer, delivery checked per micro-batch.
-
-    `Topic.send` (and a table's `send_changelog`) build a FutureMessage, go through faust's
-    producer buffer and call sensors for every record; `AIOKafkaProducer.send` only appends to
-    a batch. `deliver()` then sends whatever is lingering at once (aiokafka's
-    `flush_for_commit`, a private method) and waits for every record of this micro-batch. A
-    failed record raises `DeliveryError`. The caller must then stop the process at once
-    (`exit_on_delivery_failure`): once the agent's loop is left, faust's `take_events` would
-    acknowledge the micro-batch's input in its `finally`, and a commit could follow. Exiting
-    leaves the input uncommitted, to be read again after the restart (at least once).
-
-    A record refused for its size would be refused again after every restart: such a record may
-    carry a `fallback` (a smaller form, e.g. a dead letter without the original bytes), which is
-    sent instead; if that is refused too, the record is dropped with an error log and counted in
-    `dropped` — a crash loop on one record would stop its partition for good.
-    """
-
-    def __init__(self, app: Any, log: logging.Logger | None = None) -> None:
-        self._app = app
-        self._pending: list[_Pending] = []
-        self._log = log or logging.getLogger("fraudstream.worker.publisher")
-        self.dropped = 0
-        self.shrunk = 0
-        self.sent: Counter[str] = Counter()
-        """Bytes sent per topic (keys and values), for the worker's progress report."""
-
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        partition: int | None = None,
-        on_delivered: Callable[[Any], None] | None = None,
-        fallback: Fallback | None = None,
-    ) -> None:
-        """Queue one record; `on_delivered(RecordMetadata)` runs in `deliver()`."""
-        self.sent[topic] += len(value) + (len(key) if key else 0)
-        try:
-            future = await self._raw().send(topic, value, key=key, partition=partition)
-        except _SIZE_ERRORS as exc:
-            if fallback is None:
-                raise DeliveryError(f"cannot publish to {topic}: {exc!r}") from exc
-            future = await self._send_fallback(topic, partition, fallback, exc)
-            if future is None:
-                return
-            fallback = None
-        self._pending.append(_Pending(topic, partition, future, on_delivered, fallback))
-
-    async def _send_fallback(
-        self, topic: str, partition: int | None, fallback: Fallback, error: BaseException
-    ) -> asyncio.Future[Any] | None:
-        self.shrunk += 1
-        key, value = fallback()
-        try:
-            future: asyncio.Future[Any] = await self._raw().send(
-                topic, value, key=key, partition=partition
-            )
-        except _SIZE_ERRORS as again:
-            self._drop(topic, error, again)
-            return None
-        return future
-
-    def _drop(self, topic: str, first: BaseException, second: BaseException) -> None:
-        self.dropped += 1
-        self._log.error(
-            "dropping a record for %s: refused for its size (%r), and its smaller form too (%r)",
-            topic,
-            first,
-            second,
-        )
-
-    async def deliver(self) -> int:
-        """Wait for everything sent since the last call; the number of records delivered."""
-        pending, self._pending = self._pending, []
-        if not pending:
-            return 0
-        await self._flush_and_wait(pending)
-        retried: list[_Pending] = []
-        for item in pending:
-            error = item.future.exception()
-            if error is None:
-                continue
-            if item.fallback is None or not isinstance(error, _SIZE_ERRORS):
-                raise DeliveryError(f"could not publish to {item.topic}: {error!r}")
-            future = await self._send_fallback(item.topic, item.partition, item.fallback, error)
-            if future is not None:
-                retried.append(
-                    _Pending(item.topic, item.partition, future, item.on_delivered, None)
-                )
-        if retried:
-            await self._flush_and_wait(retried)
-            for item in retried:
-                error = item.future.exception()
-                if error is not None and isinstance(error, _SIZE_ERRORS):
-                    self._drop(item.topic, error, error)
-                elif error is not None:
-                    raise DeliveryError(f"could not publish to {item.topic}: {error!r}")
-        delivered = 0
-        for item in [*pending, *retried]:
-            if item.future.exception() is None:
-                delivered += 1
-                if item.on_delivered is not None:
-                    item.on_delivered(item.future.result())
-        return delivered
-
-    def _raw(self) -> aiokafka.AIOKafkaProducer:
-        return raw_producer(self._app)
-
-    async def _flush_and_wait(self, pending: list[_Pending]) -> None:
-        accumulator = getattr(self._raw(), "_message_accumulator", None)
-        if accumulator is not None and hasattr(accumulator, "flush_for_commit"):
-            await accumulator.flush_for_commit()
-        await asyncio.wait([item.future for item in pending])
-
-
 def raw_producer(app: Any) -> aiokafka.AIOKafkaProducer:
     """faust's aiokafka producer (started with the app): sends without faust's wrappers."""
     producer: aiokafka.AIOKafkaProducer = app.producer._ensure_producer()
@@ -459,7 +320,9 @@ def changelog_writer(table: Any, publisher: _Sends) -> Callable[..., Any]:
 
     What faust's `send_changelog` does on delivery (at least once, no transactions): record
     the changelog offset in the store, so a persistent store (RocksDB) knows on restart from
-    which offset to recover.
+    which offset to recover. The sink reports each partition's newest delivered record once
+    per delivery (`kafka_sink.ConfluentSink`), so RocksDB writes that offset once per fetch,
+    not once per record.
     """
     topic = table.changelog_topic.get_topic_name()
 

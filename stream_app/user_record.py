@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from models.seen_ids import SeenIds
 from models.user_window import UserWindows
 
@@ -27,6 +29,15 @@ class JournalEntry:
     offset: int
     row: tuple[float, ...]
     late: bool
+    encoded: orjson.Fragment
+    """The entry's JSON, `[offset, row, late]`, encoded once: a user's record is written
+    after each of its transactions, with every entry not committed yet (a replay can give a
+    user several per commit interval)."""
+
+    @classmethod
+    def of(cls, offset: int, row: Sequence[float], late: bool) -> JournalEntry:
+        kept = tuple(row)
+        return cls(offset, kept, late, orjson.Fragment(orjson.dumps([offset, kept, late])))
 
 
 @dataclass
@@ -48,7 +59,7 @@ class UserRecord:
 
     def remember(self, offset: int, row: Sequence[float], late: bool) -> None:
         self.applied_offset = max(self.applied_offset, offset)
-        self.journal.append(JournalEntry(offset, tuple(row), late))
+        self.journal.append(JournalEntry.of(offset, row, late))
         if len(self.journal) > MAX_JOURNAL:
             del self.journal[: len(self.journal) - MAX_JOURNAL]
 
@@ -65,11 +76,22 @@ class UserRecord:
             self.seen.to_json(),
         ]
 
+    def encode(self) -> bytes:
+        """`to_json()` as JSON bytes, with the journal entries encoded once each."""
+        return orjson.dumps(
+            [
+                self.windows.to_json(),
+                self.applied_offset,
+                [e.encoded for e in self.journal],
+                self.seen.to_json(),
+            ]
+        )
+
     @classmethod
     def from_json(cls, data: Sequence[Any]) -> UserRecord:
         return cls(
             windows=UserWindows.from_json(data[0]),
             applied_offset=int(data[1]),
-            journal=[JournalEntry(int(o), tuple(r), bool(late)) for o, r, late in data[2]],
+            journal=[JournalEntry.of(int(o), r, bool(late)) for o, r, late in data[2]],
             seen=SeenIds.from_json(data[3]) if len(data) > 3 else SeenIds(),
         )

@@ -88,7 +88,7 @@ class UserRecords:
         for user in users:
             partition, record = self._records[user]
             record.prune(committed(partition))
-            await self.store.put(partition, user, compact(orjson.dumps(record.to_json())))
+            await self.store.put(partition, user, compact(record.encode()))
         while len(self._records) > self.capacity:
             self._records.popitem(last=False)
 

@@ -10,7 +10,8 @@ cost of moving a message through Kafka and the framework, with no work at all.
   (fetch wait hard-coded to 1.5 s), Faust's worker.
 * bare Faust, tuned: the same agent on the project's tuned transport
   (`stream_app.faust_tuning`: the pipeline's fetch wait, the consumer on the app's loop, the
-  lean drain loop), its quiet worker, the pipeline's linger and commit interval, and sends
+  lean drain loop), its quiet worker and collector schedule (`stream_app.collector`), the
+  pipeline's linger and commit interval, and sends
   straight to the underlying producer as the pipeline does: the ceiling of any Faust app
   that handles events one by one.
 
@@ -119,9 +120,12 @@ def faust_passthrough(
             async for event in stream.events():
                 await sink_topic.send(key=event.key, value=event.value)
 
-    worker_class(
-        app, loglevel="warning", quiet=True, redirect_stdouts=False
-    ).execute_from_commandline()
+    running = worker_class(app, loglevel="warning", quiet=True, redirect_stdouts=False)
+    if tuned:  # the worker's collector schedule too (`stream_app.collector`)
+        from stream_app import collector
+
+        collector.tune()
+    running.execute_from_commandline()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
