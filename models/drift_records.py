@@ -29,7 +29,7 @@ from schemas.events import DECISIONS, FraudScore, Label, epoch_ms
 LOG_FORMAT: Literal[1] = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see "Hot value objects", models/stages.py
 class ScoreInput:
     """A FraudScore as the monitor needs it: join fields and the shaped drift signals."""
 

@@ -41,7 +41,7 @@ MERCHANT_WINDOWS: tuple[MerchantWindow, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see "Hot value objects", models/stages.py
 class MerchantValues:
     """A merchant's numbers at one snapshot boundary, per MERCHANT_WINDOWS."""
 

@@ -34,7 +34,7 @@ class Unscorable:
     error: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see "Hot value objects", models/stages.py
 class ScoredRecord:
     """One score as published: what routing and metrics need, and its JSON."""
 

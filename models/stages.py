@@ -40,3 +40,10 @@ class StageClock:
 
 NO_STAGES = StageClock()
 """A shared sink for callers that do not look at stage times."""
+
+
+# Hot value objects. Objects made once or more per transaction (a consumed record, its decoded
+# event, window values, a journal entry, a score) are plain slotted dataclasses, not frozen
+# ones, and by convention are never mutated after construction: a frozen dataclass's
+# `__init__` sets each field through `object.__setattr__`, measured at 2.0 µs for seven fields
+# against 0.28 µs (CPython 3.11), several objects per transaction.

@@ -67,7 +67,7 @@ NO_PREVIOUS = -1.0
 Bucket = list[Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see "Hot value objects", models/stages.py
 class UserWindowValues:
     """What the user's state says about one transaction (it included)."""
 

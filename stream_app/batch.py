@@ -26,7 +26,7 @@ from stream_app.dead_letters import Rejected
 from stream_app.user_record import UserRecord
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see "Hot value objects", models/stages.py
 class Incoming:
     """A raw message as consumed."""
 
@@ -39,7 +39,7 @@ class Incoming:
     """time.monotonic() when the worker received it (for latency)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see "Hot value objects", models/stages.py
 class Decoded:
     message: Incoming
     tx: Transaction

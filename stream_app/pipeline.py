@@ -46,7 +46,7 @@ from stream_app.user_records import UserRecords, UserStore
 log = logging.getLogger("fraudstream.worker.pipeline")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see "Hot value objects", models/stages.py
 class Record:
     """One consumed record, as the shell hands it over."""
 

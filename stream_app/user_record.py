@@ -24,7 +24,7 @@ MAX_JOURNAL = 256
 """Safety cap on journal entries (normally only the uncommitted few are kept)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see "Hot value objects", models/stages.py
 class JournalEntry:
     offset: int
     row: tuple[float, ...]
