@@ -9,7 +9,9 @@ signal, role, stage, kind, outcome, partition). Each process has its own registr
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import get_args
 
@@ -29,6 +31,30 @@ from schemas.events import DeadLetterReason
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 1.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
+    """`histogram.observe(v)` for each of `values`, one increment per bucket touched.
+
+    `Histogram.observe` walks the bucket bounds in Python and takes a lock per value: two
+    histograms per score were 3 % of the worker's time. This reads prometheus_client's
+    private `_upper_bounds`, `_buckets` and `_sum` (unchanged since 0.4); without them it
+    falls back to `observe`. NaN goes to no bucket, as with `observe`, and is left out of the
+    sum (which `observe` would turn into NaN for good).
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for value in values:
+            histogram.observe(value)
+        return
+    kept = [v for v in values if v == v]  # NaN is the one value not equal to itself
+    if not kept:
+        return
+    total.inc(sum(kept))
+    for index, count in Tally(bisect_left(bounds, v) for v in kept).items():
+        buckets[index].inc(count)
 
 
 class WorkerMetrics:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ from faust.types import TP
 from models.merchant_partials import FinalHours, Source
 from schemas.errors import DeliveryError
 from stream_app import faust_tuning, merchant_log
-from stream_app.metrics import WorkerMetrics
+from stream_app.metrics import WorkerMetrics, observe_all
 from stream_app.pipeline import Outcome, Record, ScoringPipeline
 
 log = logging.getLogger("fraudstream.worker")
@@ -361,15 +362,16 @@ class WorkerShell:
 
     def _observe(self, result: Any) -> None:
         metrics = self.metrics
-        for score in result.scores:
-            metrics.score.observe(score.score)
-            metrics.decisions.labels(score.decision).inc()
-            if score.arm:
-                metrics.canary_decisions.labels(score.arm, score.decision).inc()
+        scores = result.scores
+        observe_all(metrics.score, [score.score for score in scores])
+        for decision, count in Counter(score.decision for score in scores).items():
+            metrics.decisions.labels(decision).inc(count)
+        arms = Counter((score.arm, score.decision) for score in scores if score.arm)
+        for (arm, decision), count in arms.items():
+            metrics.canary_decisions.labels(arm, decision).inc(count)
         published = time.monotonic()
-        for received in result.received_s:
-            metrics.latency.observe(max(0.0, published - received))
-        metrics.batch_size.observe(len(result.scores))
+        observe_all(metrics.latency, [max(0.0, published - r) for r in result.received_s])
+        metrics.batch_size.observe(len(scores))
         metrics.scored.inc(len(result.scores))
         metrics.late.inc(result.late)
 
