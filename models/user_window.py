@@ -63,7 +63,8 @@ _DISTINCT_INDEX = USER_WINDOWS.index(DISTINCT_MERCHANTS_WINDOW)
 NO_PREVIOUS = -1.0
 """`seconds_since_prev` of a user's first transaction."""
 
-# A bucket is [count, amount in cents] (+ list of merchant ids on the merchant level).
+# A bucket is [key, count, amount in cents] (+ list of merchant ids on the merchant level):
+# its serialised form as it is, so writing a user's state builds no list per bucket.
 Bucket = list[Any]
 
 
@@ -146,14 +147,14 @@ class UserWindows:
             lo = hi - window.n_buckets  # exclusive
             for key, bucket in self.levels[_WINDOW_LEVEL[i]].items():
                 if lo < key <= hi:
-                    counts[i] += bucket[0]
-                    sums[i] += bucket[1]
+                    counts[i] += bucket[1]
+                    sums[i] += bucket[2]
         merchants: set[str] = set()
         m_hi = anchor // DISTINCT_MERCHANTS_WINDOW.bucket_ms
         m_lo = m_hi - DISTINCT_MERCHANTS_WINDOW.n_buckets
         for key, bucket in self.levels[_MERCHANT_LEVEL].items():
             if m_lo < key <= m_hi:
-                merchants.update(bucket[2])
+                merchants.update(bucket[3])
         return counts, sums, merchants
 
     def _running(self) -> list[list[int]]:
@@ -168,7 +169,7 @@ class UserWindows:
             m_hi = anchor // DISTINCT_MERCHANTS_WINDOW.bucket_ms
             for key, bucket in self.levels[_MERCHANT_LEVEL].items():
                 if m_hi - DISTINCT_MERCHANTS_WINDOW.n_buckets < key <= m_hi:
-                    self._merchant_run.update(bucket[2])
+                    self._merchant_run.update(bucket[3])
             del merchants
         return self._run
 
@@ -197,10 +198,10 @@ class UserWindows:
                 else:
                     leaving = [b for k, b in level.items() if old_lo < k <= new_lo]
                 for bucket in leaving:
-                    entry[1] -= bucket[0]
-                    entry[2] -= bucket[1]
+                    entry[1] -= bucket[1]
+                    entry[2] -= bucket[2]
                     if is_merchant_window:
-                        self._merchant_run.subtract(bucket[2])
+                        self._merchant_run.subtract(bucket[3])
                 if is_merchant_window and leaving:
                     self._merchant_run = +self._merchant_run
             entry[0] = hi_new
@@ -216,7 +217,7 @@ class UserWindows:
             key = ts_ms // bucket_ms
             bucket = level.get(key)
             if bucket is None:
-                bucket = [0, 0, []] if index == _MERCHANT_LEVEL else [0, 0]
+                bucket = [key, 0, 0, []] if index == _MERCHANT_LEVEL else [key, 0, 0]
                 level[key] = bucket
                 # A new bucket is the only moment the level can have outgrown its span; keys
                 # arrive mostly in order, so the first key tells whether anything is stale.
@@ -224,10 +225,10 @@ class UserWindows:
                 if next(iter(level)) < oldest:
                     for stale in [k for k in level if k < oldest]:
                         del level[stale]
-            bucket[0] += 1
-            bucket[1] += amount_cents
-            if index == _MERCHANT_LEVEL and merchant_id not in bucket[2]:
-                bucket[2].append(merchant_id)
+            bucket[1] += 1
+            bucket[2] += amount_cents
+            if index == _MERCHANT_LEVEL and merchant_id not in bucket[3]:
+                bucket[3].append(merchant_id)
                 m_hi = run[_DISTINCT_INDEX][0]
                 if m_hi - DISTINCT_MERCHANTS_WINDOW.n_buckets < key <= m_hi:
                     self._merchant_run[merchant_id] += 1
@@ -239,8 +240,10 @@ class UserWindows:
 
     # -- serialisation (Faust table values) -------------------------------------------------
     def to_json(self) -> list[Any]:
-        """Compact JSON-ready form: [last_ts, [[key, count, cents(, merchants)], ...] per level]."""
-        return [self.last_ts, *[[[k, *b] for k, b in sorted(lvl.items())] for lvl in self.levels]]
+        """Compact JSON-ready form: [last_ts, [[key, count, cents(, merchants)], ...] per level],
+        keys ascending. The bucket lists are the state's own: serialise them, do not keep them."""
+        # Keys are unique, so sorting the buckets compares their keys only.
+        return [self.last_ts, *[sorted(level.values()) for level in self.levels]]
 
     @classmethod
     def from_json(cls, data: Sequence[Any]) -> UserWindows:
@@ -248,7 +251,9 @@ class UserWindows:
         state.last_ts = data[0]
         for index, rows in enumerate(data[1:]):
             state.levels[index] = {
-                row[0]: [row[1], row[2], list(row[3])] if index == _MERCHANT_LEVEL else row[1:]
+                row[0]: [row[0], row[1], row[2], list(row[3])]
+                if index == _MERCHANT_LEVEL
+                else [row[0], row[1], row[2]]
                 for row in rows
             }
         return state
