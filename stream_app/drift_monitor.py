@@ -51,6 +51,12 @@ class EventSink(Protocol):
         returns is ignored: the worker's `kafka_sink.ConfluentSink` returns a count)."""
 
 
+FETCH_WAIT_MS = 250
+"""The monitor's fetch wait on scores and labels. It works on hourly buckets, so a quarter of a
+second costs nothing. At the workers' 5 ms wait every consumer sends up to 200 fetch requests a
+second: in a drain profile of a leader worker, writing fetch requests was 4 % of its CPU."""
+
+
 @dataclass(frozen=True)
 class MonitorConfig:
     """Everything the monitor needs, resolved from settings by its caller."""
@@ -102,7 +108,7 @@ class _Session:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=config.bootstrap,
             enable_auto_commit=False,
-            fetch_max_wait_ms=config.fetch_wait_ms,
+            fetch_max_wait_ms=max(config.fetch_wait_ms, FETCH_WAIT_MS),
             max_partition_fetch_bytes=MAX_FETCH_BYTES,
             auto_offset_reset="earliest",
             **security,
