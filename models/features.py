@@ -86,8 +86,7 @@ def assemble(tx: Transaction, user: UserWindowValues, merchant: MerchantValues) 
         1.0 if local.weekday() >= 5 else 0.0,
         1.0 if local.hour < NIGHT_END_HOUR else 0.0,
     ]
-    row += [float(c) for c in merchant.tx_counts]
-    row += merchant.fraud_rates()
+    row += merchant.features()
     return row
 
 

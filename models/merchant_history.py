@@ -213,6 +213,25 @@ class MerchantHistory:
         )
         return MerchantValues(counts, frauds)
 
+    def memo(self) -> Callable[[int, str], MerchantValues]:
+        """`values`, remembered: for one micro-batch, during which the history does not change.
+        The transactions of a merchant in one hour then share one lookup and one feature
+        tuple (`MerchantValues.features`); `inexact` still counts every request."""
+        found: dict[tuple[int, str], MerchantValues] = {}
+
+        def values(boundary: int, merchant_id: str) -> MerchantValues:
+            key = (boundary, merchant_id)
+            known = found.get(key)
+            if known is None:
+                known = found[key] = self.values(boundary, merchant_id)
+            else:
+                trimmed = self._trimmed_before
+                if trimmed is not None and boundary - _LONGEST < trimmed:
+                    self.inexact += 1
+            return known
+
+        return values
+
     # -- memory -----------------------------------------------------------------------------
     def _trim(self, final: int) -> None:
         self._last_trim = final

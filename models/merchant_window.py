@@ -23,7 +23,7 @@ single implementation, run by the stream and, fed in event-time order, offline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from models.user_window import HOUR_MS
 
@@ -47,6 +47,14 @@ class MerchantValues:
 
     tx_counts: tuple[int, ...]
     fraud_counts: tuple[int, ...]
+    _features: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
+
+    def features(self) -> tuple[float, ...]:
+        """The merchant's part of a feature row: counts, then fraud rates (computed once: the
+        transactions of a merchant in one hour share these values)."""
+        if self._features is None:
+            self._features = (*map(float, self.tx_counts), *self.fraud_rates())
+        return self._features
 
     def fraud_rates(self) -> tuple[float, ...]:
         """Frauds per transaction, at most 1 (labels can name transactions counted late)."""

@@ -389,10 +389,10 @@ class ScoringPipeline:
         models = self.models
         # Swaps happen between batches: one batch is scored with one set of models.
         champion, shadow, canary = models.champion, models.shadow, models.canary
-        history = self.history
+        values = self.history.memo()
 
         def merchant_of(boundary_ms: int, merchant_id: str) -> MerchantValues:
-            return history.values(boundary_ms // 3_600_000, merchant_id)
+            return values(boundary_ms // 3_600_000, merchant_id)
 
         partition_of = {item.tx.user_id: item.message.partition for item in taken}
         users = self.users

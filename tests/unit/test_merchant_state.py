@@ -257,6 +257,19 @@ def test_an_old_boundary_costs_a_few_lookups_and_memory_stays_bounded() -> None:
     assert max(settled) - min(settled) <= 20 * 24 * 2, "the state kept growing"
     history.values(history.final - 60 * 24, "m3")
     assert history.inexact == 1
+    # A micro-batch's memo: the same numbers, one lookup per (boundary, merchant), and every
+    # request for a boundary beyond the kept history still counted.
+    values = history.memo()
+    first = values(old, "m3")
+    assert values(old, "m3") is first
+    assert (first.tx_counts, first.fraud_counts) == (
+        history.values(old, "m3").tx_counts,
+        history.values(old, "m3").fraud_counts,
+    )
+    assert first.features() == (24.0, 168.0, 720.0, 0.0, 0.0, 0.0)
+    values(history.final - 60 * 24, "m3")
+    values(history.final - 60 * 24, "m3")
+    assert history.inexact == 3
 
 
 def test_a_boundary_that_is_not_final_is_refused() -> None:
