@@ -2,8 +2,8 @@
 
 The cluster's monitor holds every score of its open hours and, for the label join, of the
 closed hours within its horizon: a million of them in a busy leader. As objects (a `ScoreInput`
-with its `Scored`, a tuple of signals, boxed floats and ints) each one took ~450 bytes while its
-hour was open and ~290 in the join; in columns only the transaction id stays an object. A row
+with its `Scored`, a tuple of signals, boxed floats and ints) a score cost several times its
+data; in columns only the transaction id stays an object (README, "Benchmark"). A row
 reads back as the same `Scored` (ints and floats are stored exactly, versions in a small table)
 and its signals as the same floats (None as NaN, which the bucket sums skip either way).
 
