@@ -33,6 +33,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from models.drift import DriftMonitor
 from models.drift_config import DEFAULT_DRIFT_CONFIG, MISS_SIGNAL, DriftConfig
 from models.drift_join import HourlyJoin
@@ -49,6 +51,7 @@ from models.drift_records import (
 from models.drift_signals import BucketSums
 from models.feedback import Joined, OnlineQuality
 from models.hourly_closure import HourlyClosure
+from models.score_columns import ScoreColumns
 from schemas.events import DriftEvent
 
 Topic = Literal["scores", "labels"]
@@ -77,13 +80,13 @@ class CoreCounts:
 
 
 class _ScorePart:
-    """One partition's share of an open score hour."""
+    """One partition's share of an open score hour: its scores in columns, in arrival order."""
 
     __slots__ = ("ids", "rows")
 
-    def __init__(self) -> None:
+    def __init__(self, signals: int) -> None:
         self.ids: set[str] = set()
-        self.rows: list[ScoreInput] = []
+        self.rows = ScoreColumns(signals)
 
 
 class Champions:
@@ -132,7 +135,11 @@ class ClusterDriftCore:
         self.config = config
         bucket = config.bucket_ms
         self._scores: HourlyClosure[_ScorePart] = HourlyClosure(
-            score_partitions, bucket, lateness_ms, _ScorePart, resume.scores
+            score_partitions,
+            bucket,
+            lateness_ms,
+            lambda: _ScorePart(len(config.signals)),
+            resume.scores,
         )
         self._labels: HourlyClosure[list[LabelInput]] = HourlyClosure(
             label_partitions, bucket, lateness_ms, list, resume.labels
@@ -156,7 +163,7 @@ class ClusterDriftCore:
             self.counts.duplicate_scores += 1
             return
         part.ids.add(score.transaction_id)
-        part.rows.append(score)
+        part.rows.append(score.transaction_id, score.scored, score.signals)
 
     def add_label(self, partition: int, offset: int, label: LabelInput | None) -> None:
         if label is None:
@@ -197,13 +204,14 @@ class ClusterDriftCore:
         return records
 
     def _close_scores(self, hour: int, parts: list[_ScorePart]) -> ScoreHour:
-        rows = [row for part in parts for row in part.rows]
-        champion = champion_of([row.model_version for row in rows])
+        columns = [part.rows for part in parts]
+        champion = champion_of([v for rows in columns for v in rows.versions()])
         sums = BucketSums(len(self.config.signals))
-        sums.add_rows([row.signals for row in rows if row.model_version == champion])
+        for rows in columns:  # exact integer sums: the same however the rows are grouped
+            sums.add_matrix(rows.signals(champion))
         self.champions.note(hour, champion)
-        canonical = sorted(rows, key=lambda r: (r.event_time_ms, r.transaction_id))
-        self.join.insert(hour, ((r.transaction_id, r.scored) for r in canonical))
+        rows = ScoreColumns.concat(columns, signals=False)  # parts in order, rows as they came
+        self.join.insert_columns(hour, rows.select(canonical(rows)))
         self.counts.score_hours += 1
         return ScoreHour(hour, champion, self.config.signals, sums.stats(), self.resume())
 
@@ -249,6 +257,24 @@ class ClusterDriftCore:
         stats["join_scores"] = float(len(self.join))
         stats["join_expired_scores"] = float(self.join.counts.expired_scores)
         return stats
+
+
+def canonical(rows: ScoreColumns) -> list[int]:
+    """The rows in the join's canonical order: by event time, then transaction id; rows equal
+    in both keep their order."""
+    times = rows.times()
+    order: list[int] = np.argsort(times, kind="stable").tolist()
+    ordered = times[order]
+    ties = np.flatnonzero(ordered[1:] == ordered[:-1]).tolist()  # i: order[i] ties with i+1
+    ids = rows.ids
+    i = 0
+    while i < len(ties):
+        start = end = ties[i]
+        while i < len(ties) and ties[i] == end:  # a run of equal times: start..end+1
+            end += 1
+            i += 1
+        order[start : end + 1] = sorted(order[start : end + 1], key=ids.__getitem__)
+    return order
 
 
 @dataclass

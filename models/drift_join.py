@@ -6,7 +6,9 @@ up to L, and expiry (`expire`) only looks at hours before the label hour being p
 of later hours may already be inside — how far the score side has run ahead of the label side is
 a matter of timing — but nothing a label hour sees or drops depends on them, so the joins are a
 function of the two topics' contents. Memory is bounded by an event-time horizon and by a count
-of remembered scores (oldest hours go first).
+of remembered scores (oldest hours go first). Each hour's scores are kept in columns
+(`models.score_columns`) sorted by transaction id; an id maps to its hour, then to its row by
+bisection, so the only objects per score are its id and its entry in one dict.
 
 >>> from models.feedback import Scored
 >>> join = HourlyJoin(horizon_hours=24, max_scores=10)
@@ -21,12 +23,14 @@ True
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from models.feedback import Scored
+from models.score_columns import ScoreColumns
 
 
 @dataclass
@@ -44,9 +48,9 @@ class HourlyJoin:
             raise ValueError("horizon_hours and max_scores must be positive")
         self.horizon_hours = horizon_hours
         self.max_scores = max_scores
-        self._hours: OrderedDict[int, dict[str, Scored]] = OrderedDict()
+        self._hours: OrderedDict[int, ScoreColumns] = OrderedDict()
+        """Each hour's scores, sorted by transaction id (a row is marked once a label met it)."""
         self._hour_of: dict[str, int] = {}
-        self._labelled: set[str] = set()
         self._expired_before: int | None = None
         self.counts = JoinCounts()
 
@@ -54,19 +58,32 @@ class HourlyJoin:
         return len(self._hour_of)
 
     def insert(self, hour: int, rows: Iterable[tuple[str, Scored]]) -> None:
-        """The scores of one closed hour, in a canonical order; hours come in ascending order."""
+        """The scores of one closed hour, in a canonical order (see `insert_columns`)."""
+        columns = ScoreColumns()
+        for transaction_id, scored in rows:
+            columns.append(transaction_id, scored)
+        self.insert_columns(hour, columns)
+
+    def insert_columns(self, hour: int, rows: ScoreColumns) -> None:
+        """The scores of one closed hour, in a canonical order; hours come in ascending order.
+        A transaction id seen before (in this hour or an earlier one) keeps its first score."""
         if self._hours and hour <= next(reversed(self._hours)):
             raise ValueError(f"hour {hour} inserted after a later one")
         known = self._hour_of
-        entries: dict[str, Scored] = {}
-        for transaction_id, scored in rows:
-            if transaction_id in known or transaction_id in entries:
+        seen: set[str] = set()
+        kept: list[int] = []
+        for row, transaction_id in enumerate(rows.ids):
+            if transaction_id in known or transaction_id in seen:
                 self.counts.duplicate_scores += 1
             else:
-                entries[transaction_id] = scored
-        if entries:
+                seen.add(transaction_id)
+                kept.append(row)
+        del seen
+        if kept:
+            ids = rows.ids
+            entries = rows.select(sorted(kept, key=ids.__getitem__), signals=False)
             self._hours[hour] = entries
-            known.update(dict.fromkeys(entries, hour))
+            known.update(dict.fromkeys(entries.ids, hour))
             self.counts.inserted += len(entries)
 
     def claim(self, transaction_id: str, label_hour: int) -> Scored | Literal["repeat"] | None:
@@ -75,10 +92,12 @@ class HourlyJoin:
         hour = self._hour_of.get(transaction_id)
         if hour is None or hour > label_hour:
             return None
-        if transaction_id in self._labelled:
+        entries = self._hours[hour]
+        row = bisect.bisect_left(entries.ids, transaction_id)
+        if entries.marked(row):
             return "repeat"
-        self._labelled.add(transaction_id)
-        return self._hours[hour][transaction_id]
+        entries.mark(row)
+        return entries.scored(row)
 
     def expire(self, before_hour: int) -> None:
         """Forget hours older than the horizon before `before_hour`, then the oldest hours while
@@ -98,7 +117,6 @@ class HourlyJoin:
                 break
             del self._hours[hour]
             held -= len(entries)
-            for transaction_id in entries:
+            for transaction_id in entries.ids:
                 del self._hour_of[transaction_id]
-                self._labelled.discard(transaction_id)
             self.counts.expired_scores += len(entries)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 from river import drift
 
 from models.drift_config import DriftConfig, Transform
@@ -96,8 +97,13 @@ class BucketSums:
         """Many transactions at once (the same integers as adding them one by one)."""
         if not rows:
             return
-        self.rows += len(rows)
-        matrix = np.array(rows, dtype=np.float64)  # None becomes nan
+        self.add_matrix(np.array(rows, dtype=np.float64))  # None becomes nan
+
+    def add_matrix(self, matrix: npt.NDArray[np.float64]) -> None:
+        """Rows of a (transactions, signals) matrix, NaN where a transaction has no value."""
+        if matrix.shape[1:] != (len(self.counts),):
+            raise ValueError(f"expected {len(self.counts)} columns, got shape {matrix.shape}")
+        self.rows += len(matrix)
         for i in range(len(self.counts)):
             column = matrix[:, i]
             column = column[~np.isnan(column)]

@@ -15,6 +15,7 @@ import models.drift_join
 import models.drift_records
 import models.drift_signals
 import models.hourly_closure
+import models.score_columns
 from models.drift_join import HourlyJoin
 from models.drift_signals import BucketSums
 from models.feedback import Scored
@@ -31,6 +32,7 @@ values = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
         models.drift_records,
         models.drift_signals,
         models.hourly_closure,
+        models.score_columns,
     ],
 )
 def test_the_usage_examples_in_docstrings_run(module: object) -> None:
