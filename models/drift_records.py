@@ -87,12 +87,12 @@ def _score_input(data: dict[str, Any], config: DriftConfig) -> ScoreInput:
         raise ValueError("event_time without an offset")
     shadow = data.get("shadow")
     t_ms = epoch_ms(event_time)
-    raw = (float(score), *(_number(features.get(name)) for name, _ in config.features))
+    raw = [float(score), *[_number(features.get(name)) for name, _ in config.features]]
     return ScoreInput(
         transaction_id=transaction_id,
         event_time_ms=t_ms,
         model_version=version,
-        signals=tuple(shape(v, how) for v, how in zip(raw, config.transforms, strict=True)),
+        signals=tuple([shape(v, how) for v, how in zip(raw, config.transforms, strict=True)]),
         scored=Scored(
             event_time_ms=t_ms,
             score=float(score),

@@ -18,7 +18,7 @@ from sklearn.metrics import average_precision_score
 DAY_MS = 86_400_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see "Hot value objects", models/stages.py
 class Scored:
     """What is kept of a scored transaction until its label arrives (slots: the drift monitor
     keeps up to a million of them)."""

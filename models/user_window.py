@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 MINUTE_MS = 60_000
@@ -59,6 +60,9 @@ _LEVEL_SPAN: tuple[int, ...] = tuple(
 _WINDOW_LEVEL: tuple[int, ...] = tuple(_LEVEL_BUCKETS.index(w.bucket_ms) for w in USER_WINDOWS)
 _MERCHANT_LEVEL = _LEVEL_BUCKETS.index(DISTINCT_MERCHANTS_WINDOW.bucket_ms)
 _DISTINCT_INDEX = USER_WINDOWS.index(DISTINCT_MERCHANTS_WINDOW)
+
+_COUNT, _CENTS = itemgetter(1), itemgetter(2)
+"""A running window's count and cents ([hi bucket, count, cents])."""
 
 NO_PREVIOUS = -1.0
 """`seconds_since_prev` of a user's first transaction."""
@@ -110,8 +114,8 @@ class UserWindows:
             run = self._slide(ts_ms)
             self._store(ts_ms, amount_cents, merchant_id, allowed_lateness_ms)
             return UserWindowValues(
-                counts=tuple(r[1] for r in run),
-                sums_cents=tuple(r[2] for r in run),
+                counts=tuple(map(_COUNT, run)),
+                sums_cents=tuple(map(_CENTS, run)),
                 distinct_merchants=len(self._merchant_run),
                 seconds_since_prev=since,
                 too_late=False,
