@@ -416,8 +416,11 @@ class ScoringPipeline:
                 key = score.user_id.encode()
                 await send(topic, key, score.json, partition=partition_of[score.user_id] % n)
             await users.write(result.touched_users, self._committed_partition)
+        acked: dict[int, list[int]] = {}
         for item in taken:
-            outcome.ack(Source("tx", item.message.partition), item.message.offset)
+            acked.setdefault(item.message.partition, []).append(item.message.offset)
+        for partition, offsets in acked.items():
+            outcome.acked.setdefault(Source("tx", partition), []).extend(offsets)
         self.stats.scored += len(result.scores)
         self.stats.batches += 1
         self.stats.late += result.late

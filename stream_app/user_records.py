@@ -78,9 +78,12 @@ class UserRecords:
     async def write(self, users: Iterable[str], committed: Callable[[int], int | None]) -> None:
         """Write the touched users' records (journals pruned to what is not committed), then
         shrink the cache (touched users are the most recent, so they stay)."""
+        offsets: dict[int, int | None] = {}  # one lookup per partition, not per user
         for user in users:
             partition, record = self._records[user]
-            record.prune(committed(partition))
+            if partition not in offsets:
+                offsets[partition] = committed(partition)
+            record.prune(offsets[partition])
             await self.store.put(partition, user, compact(record.encode()))
         while len(self._records) > self.capacity:
             self._records.popitem(last=False)
