@@ -71,6 +71,9 @@ class Sink(Protocol):
         fallback: Callable[[], tuple[bytes | None, bytes]] | None = None,
     ) -> None: ...
 
+    def send_all(self, topic: str, records: Iterable[tuple[bytes | None, bytes, int]]) -> None:
+        """`send` for many records to explicit partitions, without fallbacks or callbacks."""
+
     async def deliver(self) -> int: ...
 
 
@@ -410,11 +413,12 @@ class ScoringPipeline:
         )
         for rejected in result.rejected:
             await self._dead_letter(rejected)
-        n, topic, send = self.scores_partitions, self.config.scores_topic, self.sink.send
+        n = self.scores_partitions
         with self.stages.time("produce"):
-            for score in result.scores:
-                key = score.user_id.encode()
-                await send(topic, key, score.json, partition=partition_of[score.user_id] % n)
+            self.sink.send_all(
+                self.config.scores_topic,
+                [(s.user_id.encode(), s.json, partition_of[s.user_id] % n) for s in result.scores],
+            )
             await users.write(result.touched_users, self._committed_partition)
         acked: dict[int, list[int]] = {}
         for item in taken:

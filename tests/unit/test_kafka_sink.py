@@ -181,3 +181,17 @@ def test_a_broker_size_refusal_without_a_fallback_is_a_delivery_error() -> None:
 
     with pytest.raises(DeliveryError, match="could not publish to scores"):
         asyncio.run(run())
+
+
+def test_a_batch_of_records_is_queued_counted_and_checked_like_single_sends() -> None:
+    async def run(fail: frozenset[str]) -> tuple[int, ConfluentSink, FakeProducer]:
+        out, producer = sink(fail=fail)
+        out.send_all("scores", [(b"a", b"v1", 0), (None, b"v22", 2)])
+        return await out.deliver(), out, producer
+
+    delivered, out, producer = asyncio.run(run(frozenset()))
+    assert delivered == 2
+    assert producer.sent == [("scores", b"a", b"v1", 0), ("scores", None, b"v22", 2)]
+    assert out.sent["scores"] == 1 + 2 + 3
+    with pytest.raises(DeliveryError, match="could not publish to scores"):
+        asyncio.run(run(frozenset({"scores"})))

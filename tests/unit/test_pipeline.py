@@ -56,6 +56,11 @@ class MemorySink:
         self.sent.setdefault(topic, []).append((key, value, partition))
         self._pending += 1
 
+    def send_all(self, topic: str, records: Any) -> None:
+        for key, value, partition in records:
+            self.sent.setdefault(topic, []).append((key, value, partition))
+            self._pending += 1
+
     async def deliver(self) -> int:
         done, self._pending = self._pending, 0
         return done
