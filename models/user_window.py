@@ -60,6 +60,12 @@ _LEVEL_SPAN: tuple[int, ...] = tuple(
 _WINDOW_LEVEL: tuple[int, ...] = tuple(_LEVEL_BUCKETS.index(w.bucket_ms) for w in USER_WINDOWS)
 _MERCHANT_LEVEL = _LEVEL_BUCKETS.index(DISTINCT_MERCHANTS_WINDOW.bucket_ms)
 _DISTINCT_INDEX = USER_WINDOWS.index(DISTINCT_MERCHANTS_WINDOW)
+# Per window, for the per-transaction loops (a property call per window and transaction was
+# measurable): bucket size, number of buckets, whether it counts distinct merchants.
+_WINDOW_BUCKET_MS: tuple[int, ...] = tuple(w.bucket_ms for w in USER_WINDOWS)
+_WINDOW_N: tuple[int, ...] = tuple(w.n_buckets for w in USER_WINDOWS)
+_IS_MERCHANT_WINDOW: tuple[bool, ...] = tuple(w is DISTINCT_MERCHANTS_WINDOW for w in USER_WINDOWS)
+_DISTINCT_N = DISTINCT_MERCHANTS_WINDOW.n_buckets
 
 _COUNT, _CENTS = itemgetter(1), itemgetter(2)
 """A running window's count and cents ([hi bucket, count, cents])."""
@@ -180,15 +186,14 @@ class UserWindows:
     def _slide(self, ts_ms: int) -> list[list[int]]:
         """Move the running windows forward to an anchor at `ts_ms` (>= the newest event)."""
         run = self._running()
-        for i, window in enumerate(USER_WINDOWS):
-            entry = run[i]
-            hi_new = ts_ms // window.bucket_ms
+        levels = self.levels
+        for entry, bucket_ms, n, level_index, is_merchant_window in zip(
+            run, _WINDOW_BUCKET_MS, _WINDOW_N, _WINDOW_LEVEL, _IS_MERCHANT_WINDOW, strict=True
+        ):
+            hi_new = ts_ms // bucket_ms
             shift = hi_new - entry[0]
             if shift == 0:
                 continue
-            n = window.n_buckets
-            level = self.levels[_WINDOW_LEVEL[i]]
-            is_merchant_window = window is DISTINCT_MERCHANTS_WINDOW
             if shift >= n:
                 entry[1] = entry[2] = 0
                 if is_merchant_window:
@@ -196,6 +201,7 @@ class UserWindows:
             else:
                 # Buckets leaving the window: keys in (old lo, new lo]. Walk whichever is
                 # shorter, that key range or the (small) level itself.
+                level = levels[level_index]
                 old_lo, new_lo = entry[0] - n, hi_new - n
                 if shift < len(level):
                     leaving = [level[k] for k in range(old_lo + 1, new_lo + 1) if k in level]
@@ -234,11 +240,10 @@ class UserWindows:
             if index == _MERCHANT_LEVEL and merchant_id not in bucket[3]:
                 bucket[3].append(merchant_id)
                 m_hi = run[_DISTINCT_INDEX][0]
-                if m_hi - DISTINCT_MERCHANTS_WINDOW.n_buckets < key <= m_hi:
+                if m_hi - _DISTINCT_N < key <= m_hi:
                     self._merchant_run[merchant_id] += 1
-        for i, window in enumerate(USER_WINDOWS):
-            entry = run[i]
-            if entry[0] - window.n_buckets < ts_ms // window.bucket_ms <= entry[0]:
+        for entry, bucket_ms, n in zip(run, _WINDOW_BUCKET_MS, _WINDOW_N, strict=True):
+            if entry[0] - n < ts_ms // bucket_ms <= entry[0]:
                 entry[1] += 1
                 entry[2] += amount_cents
 
