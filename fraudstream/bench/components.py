@@ -1,6 +1,6 @@
 """In-process costs of the pure core, no Kafka: features, scoring at several batch sizes,
-drift updates. What the worker's own stage counters cannot show: how the cost of a model
-call depends on the batch size."""
+drift updates, the whole scoring pipeline. What the worker's own stage counters cannot show:
+how the cost of a model call depends on the batch size, and the collector's share."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ from typing import Any
 
 
 def components(
-    registry: Path, model_name: str, transactions: Sequence[Any], progress: Callable[[str], None]
+    registry: Path,
+    model_name: str,
+    transactions: Sequence[Any],
+    progress: Callable[[str], None],
+    records: Sequence[tuple[bytes | None, bytes]] = (),
 ) -> dict[str, Any]:
-    """In-process costs of the pure core (no Kafka): features, scoring, drift updates."""
+    """In-process costs of the pure core (no Kafka): features, scoring, drift updates, and the
+    whole pipeline over `records` (key, value) if given (`inprocess`)."""
     import numpy as np
 
     from models.drift import DriftMonitor
@@ -60,9 +65,15 @@ def components(
             "us_per_row": round(spent / (calls * size) * 1e6, 2),
             "us_per_batch": round(spent / calls * 1e6, 1),
         }
-    return {
+    result: dict[str, Any] = {
         "transactions": len(transactions),
         "features_us_per_tx": round(features_us, 2),
         "scoring": scoring,
         "drift_observe_scores": drift,
     }
+    if records:
+        from fraudstream.bench.inprocess import pipeline_in_process
+
+        progress("components: the scoring pipeline in-process, two collector schedules")
+        result["pipeline"] = pipeline_in_process(registry, model_name, records)
+    return result

@@ -243,6 +243,14 @@ def components_table(result: Mapping[str, Any]) -> Any | None:
             _fmt(cost["us_per_row"], 2),
             _fmt(cost["us_per_batch"]),
         )
+    for schedule, run in (parts.get("pipeline") or {}).items():
+        if isinstance(run, dict):
+            table.add_row(
+                f"pipeline, no broker, {schedule} collector (CPU; collector "
+                f"{_fmt(run['collector_us_per_tx'], 1)} µs/tx)",
+                _fmt(run["us_per_tx"], 1),
+                "–",
+            )
     return table
 
 

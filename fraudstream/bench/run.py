@@ -160,7 +160,11 @@ def _run_phases(session: Session, phases: Sequence[str], result: dict[str, Any])
         prepared = session.prepared
         result["components"] = _guarded(
             lambda: components(
-                prepared.registry, prepared.model_name, prepared.transactions, session.progress
+                prepared.registry,
+                prepared.model_name,
+                prepared.transactions,
+                session.progress,
+                [(r.key, r.value) for r in prepared.records],
             ),
             "components",
         )
