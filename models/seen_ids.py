@@ -27,6 +27,10 @@ MAX_IDS_PER_USER = 10_000
 """Cap for a user id that sends thousands of payments an hour (a bot, a test card)."""
 
 
+def _event_time(item: tuple[str, tuple[int, int]]) -> int:
+    return item[1][0]
+
+
 class SeenIds:
     """Applied transaction ids of one user: id -> (event time, offset of the applied copy)."""
 
@@ -54,9 +58,9 @@ class SeenIds:
         if not ids:
             return
         if next(iter(ids.values()))[0] < cutoff or len(ids) > MAX_IDS_PER_USER:
-            kept = sorted(
-                ((i, v) for i, v in ids.items() if v[0] >= cutoff), key=lambda item: item[1][0]
-            )
+            kept = [item for item in ids.items() if item[1][0] >= cutoff]
+            if len(kept) > 1:  # a sparse user keeps only the id just added: nothing to order
+                kept.sort(key=_event_time)
             self._ids = dict(kept[-MAX_IDS_PER_USER:])
 
     def to_json(self) -> list[Any]:

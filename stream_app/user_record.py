@@ -73,8 +73,10 @@ class UserRecord:
 
     def prune(self, committed_offset: int | None) -> None:
         """Drop journal entries Kafka will never redeliver (offset below the committed one)."""
-        if committed_offset is not None:
-            self.journal = [e for e in self.journal if e.offset >= committed_offset]
+        journal = self.journal
+        # Entries are appended in offset order, so nothing to drop unless the first one goes.
+        if committed_offset is not None and journal and journal[0].offset < committed_offset:
+            self.journal = [e for e in journal if e.offset >= committed_offset]
 
     def to_json(self) -> list[Any]:
         return [
