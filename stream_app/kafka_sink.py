@@ -234,8 +234,10 @@ class ConfluentSink:
             for item in retried:
                 if item.error is not None and item.error.code() in _SIZE_ERRORS:
                     self._drop(item, item.error, item.error)
-        failed, reports.failed[:] = list(reports.failed), []
-        newest, reports.newest = reports.newest, {}
+        # Emptied in place: the trackers' callbacks hold these very objects.
+        failed, newest = list(reports.failed), dict(reports.newest)
+        reports.failed.clear()
+        reports.newest.clear()
         if failed:
             topic, error = failed[0]
             raise DeliveryError(

@@ -99,6 +99,25 @@ def test_deliver_flushes_once_and_reports_each_partitions_newest_record() -> Non
     assert producer.sent[0][3] == -1  # no partition given: librdkafka's partitioner picks
 
 
+def test_every_delivery_reports_the_offsets_sent_since_the_last_one() -> None:
+    """One callback for the life of the sink, as the table's changelog writer passes it."""
+
+    async def run() -> list[list[Delivered]]:
+        out, _ = sink()
+        seen: list[Delivered] = []
+        rounds: list[list[Delivered]] = []
+        for _ in range(3):
+            await out.send("changelog", b"k", b"v", 0, seen.append)
+            await out.send("changelog", b"k", b"v", 0, seen.append)
+            await out.deliver()
+            rounds.append(list(seen))
+            seen.clear()
+        return rounds
+
+    on_delivered = asyncio.run(run())
+    assert on_delivered == [[Delivered("changelog", 0, offset)] for offset in (1, 3, 5)]
+
+
 def test_a_failed_record_raises_and_skips_the_callbacks() -> None:
     async def run() -> list[Delivered]:
         out, _ = sink(fail=frozenset({"scores"}))
