@@ -332,12 +332,16 @@ class WorkerShell:
                     await self._apply(await self.pipeline.idle(idle))
 
     def _grace_after_pause(self, batch: Mapping[Source, list[Record]]) -> None:
-        """Traffic resuming after every partition of its topic went idle: the others get a fresh
-        grace period, or the first to speak would close their hours (a replay resumed after a
-        pause) and their first records would count as late."""
+        """Traffic resuming on a partition that was idle, or after every partition of its topic
+        went idle: the others get a fresh grace period, or the first to speak would close
+        their hours (a replay resumed after a pause) and their first records would count as
+        late. "Every partition" alone missed a pause about as long as `idle_partition_s`: some
+        partitions were idle by then and some not yet, and the idle ones were closed up to
+        the first speaker's hours (the learning-loop test failed that way on a fresh clone)."""
         for kind in {source.kind for source in batch}:
             same = [s for s in self.pipeline.owned() if s.kind == kind]
-            if same and all(s in self._idle or s in batch for s in same):
+            resumed = any(s in self._idle for s in batch if s.kind == kind)
+            if same and (resumed or all(s in self._idle or s in batch for s in same)):
                 now = time.monotonic()
                 for source in same:
                     if source not in batch and source in self._caught_up_since:
