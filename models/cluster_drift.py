@@ -261,19 +261,11 @@ class ClusterDriftCore:
 
 def canonical(rows: ScoreColumns) -> list[int]:
     """The rows in the join's canonical order: by event time, then transaction id; rows equal
-    in both keep their order."""
-    times = rows.times()
-    order: list[int] = np.argsort(times, kind="stable").tolist()
-    ordered = times[order]
-    ties = np.flatnonzero(ordered[1:] == ordered[:-1]).tolist()  # i: order[i] ties with i+1
-    ids = rows.ids
-    i = 0
-    while i < len(ties):
-        start = end = ties[i]
-        while i < len(ties) and ties[i] == end:  # a run of equal times: start..end+1
-            end += 1
-            i += 1
-        order[start : end + 1] = sorted(order[start : end + 1], key=ids.__getitem__)
+    in both keep their order (`np.lexsort` is stable, and compares text by code point as
+    Python does)."""
+    if not len(rows):
+        return []
+    order: list[int] = np.lexsort((np.asarray(rows.ids), rows.times())).tolist()
     return order
 
 

@@ -194,9 +194,7 @@ class MerchantHistory:
         """A merchant's numbers at a final boundary (an hour index <= `final`)."""
         if self.final is None or boundary > self.final:
             raise ValueError(f"boundary {boundary} is not final (final: {self.final})")
-        trimmed = self._trimmed_before
-        if trimmed is not None and boundary - _LONGEST < trimmed:
-            self.inexact += 1
+        self._count_inexact(boundary)
         tx = self._tx.get(merchant_id)
         fraud = self._fraud.get(merchant_id)
         if tx is None and fraud is None:
@@ -225,12 +223,16 @@ class MerchantHistory:
             if known is None:
                 known = found[key] = self.values(boundary, merchant_id)
             else:
-                trimmed = self._trimmed_before
-                if trimmed is not None and boundary - _LONGEST < trimmed:
-                    self.inexact += 1
+                self._count_inexact(boundary)
             return known
 
         return values
+
+    def _count_inexact(self, boundary: int) -> None:
+        """A request reaching back beyond the kept history is counted (`inexact`)."""
+        trimmed = self._trimmed_before
+        if trimmed is not None and boundary - _LONGEST < trimmed:
+            self.inexact += 1
 
     # -- memory -----------------------------------------------------------------------------
     def _trim(self, final: int) -> None:
