@@ -4,8 +4,9 @@
   holds a fetch until that wait expires instead of answering when data exists, so an untuned
   worker adds 0.5–1.5 s per hop (docs/CONTRACT.md). We register a transport whose consumer takes the
   wait from our settings (`FRAUD_FETCH_WAIT_MS`).
-* Tansu (v0.6, the embedded broker) answers ListOffsets(latest) with the end of a partition's
-  *first* batch, not its last; fetch responses carry the true high watermark. faust restores
+* Tansu (v0.6, the embedded broker) answers ListOffsets(latest) with the first offset of a
+  partition's last batch plus one, not the end of that batch (measured: 50-record batches,
+  every answer short by up to 49); fetch responses carry the true high watermark. faust restores
   tables by reading changelogs up to ListOffsets' answer, so on Tansu it would stop early and
   restore stale state. Our consumer confirms every end offset with one fetch (harmless on
   Kafka, where both agree).

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,7 @@ from fraudstream.testing import (
     write_golden,
 )
 from fraudstream.testing.recordings import is_labels, records
+from fraudstream.testing.scores import to_the_end
 from fraudstream.testing.stack import base_environment
 from schemas.errors import InputError
 from schemas.events import FraudScore, Transaction
@@ -131,6 +133,43 @@ def test_scores_keep_every_copy_and_check_that_copies_agree() -> None:
     differing = Scores([Copy(first, 0, 5, None), Copy(score("t1", 0.3), 0, 9, None)])
     with pytest.raises(AssertionError, match="copies that differ"):
         differing.decisions()
+
+
+class _Message:
+    def __init__(self, partition: int, offset: int) -> None:
+        self._partition, self._offset = partition, offset
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def _reads_until_done(condition: Any, chunks: list[list[_Message]]) -> list[_Message]:
+    """What `collect` would return if each consume call handed over the next chunk."""
+    messages: list[_Message] = []
+    for chunk in [*chunks, []]:
+        if condition(messages):
+            return messages
+        messages += chunk
+    assert condition(messages), "the condition never held"
+    return messages
+
+
+def test_reading_to_the_end_takes_the_whole_last_batch_when_the_watermark_is_short() -> None:
+    # Partition 0: offsets 0-99 in two 50-record batches; the embedded broker reports its end
+    # as 51 (the last batch's first offset plus one). Partition 1 is empty.
+    batch = [_Message(0, o) for o in range(100)]
+    chunks = [batch[:40], batch[40:51], batch[51:90], batch[90:]]  # the client's pieces
+    got = _reads_until_done(to_the_end({0: 51, 1: 0}), chunks)
+    assert [m.offset() for m in got] == list(range(100))
+
+
+def test_reading_to_the_end_uses_offsets_not_counts() -> None:
+    # Offsets 0, 1, 3 (2 is a transaction marker): the end 4 is reached with three messages.
+    got = _reads_until_done(to_the_end({0: 4}), [[_Message(0, 0), _Message(0, 1), _Message(0, 3)]])
+    assert len(got) == 3
 
 
 # -- replay records ------------------------------------------------------------------------
