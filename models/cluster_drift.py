@@ -207,8 +207,9 @@ class ClusterDriftCore:
         columns = [part.rows for part in parts]
         champion = champion_of([v for rows in columns for v in rows.versions()])
         sums = BucketSums(len(self.config.signals))
-        for rows in columns:  # exact integer sums: the same however the rows are grouped
-            sums.add_matrix(rows.signals(champion))
+        # Exact integer sums: the same however the rows are grouped, so one call for the hour
+        # (a call per partition cost more than its rows in a replay, ~10 rows per call).
+        sums.add_matrix(np.concatenate([rows.signals(champion) for rows in columns]))
         self.champions.note(hour, champion)
         rows = ScoreColumns.concat(columns, signals=False)  # parts in order, rows as they came
         self.join.insert_columns(hour, rows.select(canonical(rows)))

@@ -170,7 +170,10 @@ class HourlyClosure(Generic[T]):
         parts = []
         for p in self._parts:
             if p.hours:
-                first = min(p.hours.values(), key=lambda h: h.first_offset)
+                # Hours are inserted when their first record arrives, in offset order: the
+                # first one left has the smallest first offset (a `min` over every open hour
+                # cost 2 µs per score in a replay, where many hours are open at once).
+                first = next(iter(p.hours.values()))
                 parts.append(PartitionResume(first.first_offset, first.newest_before))
             else:
                 parts.append(PartitionResume(p.next_offset, p.newest_ms))
