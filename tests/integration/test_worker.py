@@ -199,7 +199,10 @@ def test_kill_9_with_records_in_flight_redelivers_them_with_identical_scores(
     )
     second.stop()
     redelivered = metrics["fraudstream_transactions_redelivered_total"]
-    assert 0 < redelivered <= len(scored_by_first), (redelivered, len(scored_by_first))
+    # Answered from the journal: the transactions whose users' records worker a had written.
+    # That can include a few whose scores never left its producer (the two go to different
+    # topics, in different requests): b publishes those once, from the journal.
+    assert 0 < redelivered < len(expected), (redelivered, len(scored_by_first))
     scores = stack.all_scores()
     # Exactly what worker a had published was published again, once, and identically.
     assert set(scores.duplicates()) == scored_by_first
