@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from fraudstream.bench.profile_shares import shares
+
 
 @contextmanager
 def background(
@@ -76,6 +78,9 @@ def profiled(
             progress(f"profile not written: {errors.decode(errors='replace')[-300:]}")
         else:
             progress(f"worker profile written to {out}")
+            if out.endswith(".txt"):
+                with Path(out).open() as stacks:
+                    progress(f"where the profiled worker's time went: {shares(stacks).summary()}")
 
 
 def tail(path: Path, lines: int = 20) -> str:
