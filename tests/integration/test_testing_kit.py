@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from fraudstream.testing import (
     ServiceProcess,
     Stack,
     assert_matches_golden,
+    read_all,
     write_golden,
 )
 from fraudstream.testing.stack import base_environment
@@ -92,3 +94,24 @@ def test_the_retrain_fixture_runs_the_service_on_the_stack(
     )
     assert ready["fraudstream_retrain_drift_events_received_total"] == 0
     assert fraudstream_retrain.running
+
+
+def test_read_all_gets_every_message_of_a_topic_written_in_batches(
+    fraudstream_broker: Broker, fraudstream_topics: Callable[..., dict[str, str]]
+) -> None:
+    """Batches of many records, read back after each: all of them, every time (the embedded
+    broker's listed end is short by the last batch but its first record; partition 3 stays
+    empty)."""
+    from confluent_kafka import Producer
+
+    topic = fraudstream_topics("scores")["scores"]
+    config = fraudstream_broker.client_config()
+    producer = Producer({**config, "linger.ms": 50})
+    sent = 0
+    for round_ in range(10):
+        for i in range(73):
+            producer.produce(topic, b"v" * 200, partition=(round_ + i) % 3)
+            sent += 1
+        assert producer.flush(10) == 0
+        got = read_all(config, topic)
+        assert len(got) == sent, f"round {round_}: read {len(got)} of {sent}"

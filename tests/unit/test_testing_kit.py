@@ -11,12 +11,14 @@ import sys
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 import fraudstream.testing.golden
 import fraudstream.testing.recordings
+import fraudstream.testing.scores
 from fraudstream.broker import free_port
 from fraudstream.testing import (
     Broker,
@@ -33,7 +35,7 @@ from fraudstream.testing import (
     write_golden,
 )
 from fraudstream.testing.recordings import is_labels, records
-from fraudstream.testing.scores import to_the_end
+from fraudstream.testing.scores import read_all
 from fraudstream.testing.stack import base_environment
 from schemas.errors import InputError
 from schemas.events import FraudScore, Transaction
@@ -145,31 +147,59 @@ class _Message:
     def offset(self) -> int:
         return self._offset
 
-
-def _reads_until_done(condition: Any, chunks: list[list[_Message]]) -> list[_Message]:
-    """What `collect` would return if each consume call handed over the next chunk."""
-    messages: list[_Message] = []
-    for chunk in [*chunks, []]:
-        if condition(messages):
-            return messages
-        messages += chunk
-    assert condition(messages), "the condition never held"
-    return messages
+    def error(self) -> None:
+        return None
 
 
-def test_reading_to_the_end_takes_the_whole_last_batch_when_the_watermark_is_short() -> None:
-    # Partition 0: offsets 0-99 in two 50-record batches; the embedded broker reports its end
-    # as 51 (the last batch's first offset plus one). Partition 1 is empty.
-    batch = [_Message(0, o) for o in range(100)]
-    chunks = [batch[:40], batch[40:51], batch[51:90], batch[90:]]  # the client's pieces
-    got = _reads_until_done(to_the_end({0: 51, 1: 0}), chunks)
-    assert [m.offset() for m in got] == list(range(100))
+class _TansuLikeConsumer:
+    """Partitions of 50-record batches; ListOffsets answers the last batch's first offset plus
+    one, fetches carry the true end; each consume hands over `piece` messages (a record
+    producer may keep writing: `more` records land on partition 0 on every consume)."""
+
+    def __init__(self, sizes: dict[int, int], piece: int, more: int = 0) -> None:
+        self.sizes, self.piece, self.more = dict(sizes), piece, more
+        self.read = dict.fromkeys(sizes, 0)
+
+    def assignment(self) -> list[Any]:
+        return [SimpleNamespace(partition=p) for p in self.sizes]
+
+    def get_watermark_offsets(self, tp: Any, timeout: float = 0, cached: bool = False) -> Any:
+        size = self.sizes[tp.partition]
+        if cached:
+            return (0, size if self.read[tp.partition] else -1001)
+        return (0, (size - 1) // 50 * 50 + 1 if size else 0)
+
+    def consume(self, count: int, timeout: float) -> list[_Message]:
+        self.sizes[0] += self.more
+        for p, size in self.sizes.items():
+            if self.read[p] < size:
+                start = self.read[p]
+                self.read[p] = min(size, start + self.piece)
+                return [_Message(p, o) for o in range(start, self.read[p])]
+        return []
+
+    def close(self) -> None: ...
 
 
-def test_reading_to_the_end_uses_offsets_not_counts() -> None:
-    # Offsets 0, 1, 3 (2 is a transaction marker): the end 4 is reached with three messages.
-    got = _reads_until_done(to_the_end({0: 4}), [[_Message(0, 0), _Message(0, 1), _Message(0, 3)]])
-    assert len(got) == 3
+def test_read_all_reads_to_the_true_end_when_the_listed_end_is_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = _TansuLikeConsumer({0: 120, 1: 0, 2: 37}, piece=7)
+    monkeypatch.setattr(fraudstream.testing.scores, "_reader", lambda *_: consumer)
+    got = read_all({}, "scores")
+    assert sorted((m.partition(), m.offset()) for m in got) == [
+        *((0, o) for o in range(120)),
+        *((2, o) for o in range(37)),
+    ]
+
+
+def test_read_all_stops_at_the_ends_of_now_while_records_keep_coming(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = _TansuLikeConsumer({0: 120}, piece=7, more=3)
+    monkeypatch.setattr(fraudstream.testing.scores, "_reader", lambda *_: consumer)
+    got = read_all({}, "scores", timeout_s=5)
+    assert 120 <= len(got) < consumer.sizes[0]
 
 
 # -- replay records ------------------------------------------------------------------------
