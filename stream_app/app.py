@@ -329,6 +329,7 @@ def _pipeline_config(config: WorkerConfig) -> PipelineConfig:
         dlq_limit=dead_letter_limit(config.dlq_max_bytes, PRODUCER_MAX_REQUEST_BYTES, None),
         user_cache_size=config.user_cache_size,
         max_queued=config.max_queued,
+        defer_delivery=True,  # the shell acknowledges after delivery, scoring the next fetch
     )
 
 

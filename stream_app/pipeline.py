@@ -16,7 +16,8 @@ does not stop the others, whose records advance the boundary; a queue that grows
 `max_queued` asks the shell to pause fetching that partition. Scoring takes what is final from
 every queue into one micro-batch: features in order, one model call, one score each, the users'
 records written once per batch; every output of a call is delivered before any offset is
-acknowledged (at least once).
+acknowledged (at least once): within the call, or with `defer_delivery` by the caller's
+`deliver()` before it applies the outcome's acknowledgements.
 """
 
 from __future__ import annotations
@@ -107,6 +108,10 @@ class PipelineConfig:
     user_cache_size: int = 20_000
     max_queued: int = 4_000
     """Queued transactions of one partition above which its fetching is paused."""
+    defer_delivery: bool = False
+    """False: every call waits for its outputs' delivery before it returns. True: calls only
+    send; the caller awaits `deliver()` before acknowledging an outcome's offsets (the worker
+    shell does, overlapping the wait with the next fetch: `stream_app.deliveries`)."""
 
 
 @dataclass
@@ -378,15 +383,24 @@ class ScoringPipeline:
     async def _score(self, outcome: Outcome) -> None:
         """Score every batch that is ready, then wait once for all their outputs: offsets are
         acknowledged only after this call returns, so the micro-batches of one fetch need not
-        each wait for the broker (one round trip per fetch instead of one per 500 records)."""
+        each wait for the broker (one round trip per fetch instead of one per 500 records).
+        With `defer_delivery` the caller waits instead (`deliver`)."""
         while True:
             taken = self._take()
             if taken:
                 await self._score_batch(taken, outcome)
             if not taken or len(taken) < self.config.batch_max:
                 break
-        with self.stages.time("produce"):
-            await self.sink.deliver()
+        if not self.config.defer_delivery:
+            with self.stages.time("produce"):
+                await self.sink.deliver()
+
+    async def deliver(self) -> int:
+        """Wait for every output sent so far (`defer_delivery`: before acknowledging an
+        outcome). Timed as the stage "deliver": waiting for the broker, which the shell
+        overlaps with scoring the next fetch."""
+        with self.stages.time("deliver"):
+            return await self.sink.deliver()
 
     async def _score_batch(self, taken: list[Decoded], outcome: Outcome) -> None:
         models = self.models

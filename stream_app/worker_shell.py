@@ -28,6 +28,7 @@ from faust.types import TP
 from models.merchant_partials import FinalHours, Source
 from schemas.errors import DeliveryError
 from stream_app import faust_tuning, merchant_log
+from stream_app.deliveries import Deliveries
 from stream_app.metrics import WorkerMetrics, observe_all
 from stream_app.pipeline import Outcome, Record, ScoringPipeline
 
@@ -209,6 +210,11 @@ class WorkerShell:
         self._tasks: set[asyncio.Task[None]] = set()
         self._exported: dict[tuple[str, ...], float] = {}
         self.started = asyncio.Event()
+        self.deliveries: Deliveries[Outcome] | None = None
+        """With the pipeline's `defer_delivery`: acknowledgements after delivery, overlapped
+        with the next fetch (`stream_app.deliveries`)."""
+        if pipeline.config.defer_delivery:
+            self.deliveries = Deliveries(pipeline.deliver, self._delivered, self._failed)
 
     # -- faust_tuning.BatchHandler ----------------------------------------------------------
     async def on_records(self, records: Mapping[Any, Sequence[Any]], generation: int) -> None:
@@ -233,9 +239,16 @@ class WorkerShell:
             await self._apply(await self.pipeline.process(batch))
 
     async def quiesce(self) -> None:
+        """faust's `wait_empty`, before it commits on a rebalance and on stopping."""
         self.rebalancing = True
         async with self.lock:
-            pass  # the batch in progress has finished and acknowledged what it delivered
+            pass  # the batch in progress has finished
+        await self.drain()  # and what it and the ones before it sent is acknowledged
+
+    async def drain(self) -> None:
+        """Wait until every outcome so far is delivered and acknowledged."""
+        if self.deliveries is not None:
+            await self.deliveries.drain()
 
     async def after_seek(self) -> None:
         consumer = self.app.consumer
@@ -350,8 +363,6 @@ class WorkerShell:
 
     async def _apply(self, outcome: Outcome) -> None:
         consumer = self.app.consumer
-        for source, offsets in outcome.acked.items():
-            faust_tuning.acknowledge(consumer, self.tp(source), offsets)
         for source, offset in outcome.seek.items():
             await consumer.seek(self.tp(source), offset)
         if outcome.pause:
@@ -361,8 +372,23 @@ class WorkerShell:
                 [self.tp(s) for s in outcome.resume if s not in self._restoring]
             )
         self._move_counters()
+        if self.deliveries is None:
+            self._delivered(outcome)  # the pipeline delivered before returning it
+        else:
+            await self.deliveries.submit(outcome)
+
+    def _delivered(self, outcome: Outcome) -> None:
+        """The outcome's outputs are on the broker: acknowledge its offsets."""
+        consumer = self.app.consumer
+        for source, offsets in outcome.acked.items():
+            faust_tuning.acknowledge(consumer, self.tp(source), offsets)
         for result in outcome.scored:
             self._observe(result)
+
+    def _failed(self, error: BaseException) -> None:
+        if isinstance(error, DeliveryError | KafkaError | ProducerSendError):
+            faust_tuning.exit_on_delivery_failure(error, log)
+        log.error("acknowledging delivered outputs failed: %r", error)  # raised by next submit
 
     def _observe(self, result: Any) -> None:
         metrics = self.metrics

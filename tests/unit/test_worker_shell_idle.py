@@ -34,6 +34,7 @@ class FakePipeline:
         self.idled: list[set[Source]] = []
         self.stats = PipelineStats()
         self.stages = StageClock()
+        self.config = SimpleNamespace(defer_delivery=False)
 
     def owned(self) -> list[Source]:
         return self.sources
