@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from models.user_window import MINUTE_MS
 
 DEFAULT_DEDUPE_HORIZON_MS = 60 * MINUTE_MS
@@ -32,12 +34,19 @@ def _event_time(item: tuple[str, tuple[int, int]]) -> int:
 
 
 class SeenIds:
-    """Applied transaction ids of one user: id -> (event time, offset of the applied copy)."""
+    """Applied transaction ids of one user: id -> (event time, offset of the applied copy).
 
-    __slots__ = ("_ids",)
+    The worker writes a user's record after each of its micro-batches, ids included, so the
+    JSON of the ids is kept once encoded and grown by each added id (`encoded`): a user with
+    hundreds of transactions an hour would otherwise cost a list per id on every write. Until
+    the first `encoded()` (offline scoring never calls it) nothing is kept."""
+
+    __slots__ = ("_ids", "_json")
 
     def __init__(self) -> None:
         self._ids: dict[str, tuple[int, int]] = {}
+        self._json: bytearray | None = None
+        """`to_json()` encoded without its closing bracket, or None: built by `encoded()`."""
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -53,7 +62,9 @@ class SeenIds:
         """Remember an applied id; forget those older than `newest_ms - horizon_ms`."""
         ids = self._ids
         cutoff = newest_ms - horizon_ms
-        if ts_ms >= cutoff:
+        added = ts_ms >= cutoff
+        new = added and transaction_id not in ids
+        if added:
             ids[transaction_id] = (ts_ms, offset)
         if not ids:
             return
@@ -62,9 +73,27 @@ class SeenIds:
             if len(kept) > 1:  # a sparse user keeps only the id just added: nothing to order
                 kept.sort(key=_event_time)
             self._ids = dict(kept[-MAX_IDS_PER_USER:])
+            self._json = None
+        elif added and self._json is not None:
+            if new:
+                if len(ids) > 1:
+                    self._json += b","
+                self._json += orjson.dumps([transaction_id, ts_ms, offset])
+            else:
+                self._json = None  # an id applied again in place: rebuilt when encoded
 
     def to_json(self) -> list[Any]:
         return [[i, ts, offset] for i, (ts, offset) in self._ids.items()]
+
+    def encoded(self) -> orjson.Fragment:
+        """`to_json()` as JSON, for `orjson.dumps` of a whole record."""
+        body = self._json
+        if body is None:
+            body = self._json = bytearray(orjson.dumps(self.to_json())[:-1])
+        body += b"]"
+        encoded = bytes(body)
+        del body[-1]
+        return orjson.Fragment(encoded)
 
     @classmethod
     def from_json(cls, data: Sequence[Any]) -> SeenIds:

@@ -93,7 +93,7 @@ class UserRecord:
                 self.windows.to_json(),
                 self.applied_offset,
                 [e.encoded for e in self.journal],
-                self.seen.to_json(),
+                self.seen.encoded(),
             ]
         )
 

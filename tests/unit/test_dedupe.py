@@ -4,7 +4,9 @@ stream (`score_batch`, a dead letter) and offline (`score_offline`, skipped and 
 from __future__ import annotations
 
 import json
+import random
 
+import orjson
 import pytest
 
 from models.merchant_window import EMPTY
@@ -121,3 +123,19 @@ def test_seen_ids_forget_what_is_older_than_the_horizon() -> None:
     assert len(seen) <= 7
     restored = SeenIds.from_json(json.loads(json.dumps(seen.to_json())))
     assert restored.to_json() == seen.to_json()
+
+
+def test_seen_ids_encoded_is_their_json_through_adds_repeats_and_forgetting() -> None:
+    """The kept JSON of the ids (grown per add once encoded) always equals `to_json()`."""
+    rng = random.Random(7)
+    seen = SeenIds()
+    newest = 0
+    for step in range(3_000):
+        newest += rng.choice([0, 1_000, 60_000, 900_000])
+        known = list(seen._ids)
+        tid = rng.choice(known) if known and rng.random() < 0.05 else f"t{step}"
+        ts = newest - rng.choice([0, 0, 0, 120_000, 4_000_000])
+        seen.add(tid, ts_ms=ts, offset=step, newest_ms=newest, horizon_ms=3_600_000)
+        if rng.random() < 0.3:
+            assert orjson.loads(bytes(orjson.dumps(seen.encoded()))) == seen.to_json(), step
+    assert 1 < len(seen) < 3_000
