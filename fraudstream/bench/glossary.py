@@ -32,7 +32,9 @@ DEFINITIONS: dict[str, str] = {
     ),
     "stages": (
         "from the worker's own fraudstream_stage_seconds_total{stage}, divided by the growth "
-        "of fraudstream_transactions_scored_total over the same window (summed over workers)."
+        "of fraudstream_transactions_scored_total over the same window (summed over workers). "
+        "'deliver' is wall time waiting for the broker to acknowledge a fetch's outputs, "
+        "overlapped with scoring the next fetch: shown, not in the total."
     ),
     "rss": (
         "VmRSS of the worker process from /proc: after its probe, the peak while scoring one "

@@ -56,6 +56,14 @@ def test_stage_breakdown_is_microseconds_per_scored_transaction() -> None:
     assert "serialise" in breakdown["missing_stages"]
 
 
+def test_the_overlapped_delivery_wait_is_shown_but_not_in_the_total() -> None:
+    before = parse_metrics(exposition(1000, {"features": 1.0, "deliver": 1.0}))
+    after = parse_metrics(exposition(3000, {"features": 1.1, "deliver": 1.3}))
+    breakdown = stage_breakdown(before, after)
+    assert breakdown["us_per_tx"] == pytest.approx({"features": 50.0, "deliver": 150.0})
+    assert breakdown["total_us_per_tx"] == pytest.approx(50.0)
+
+
 def test_stage_breakdown_without_the_counter_says_so() -> None:
     before, after = parse_metrics(exposition(10)), parse_metrics(exposition(20))
     breakdown = stage_breakdown(before, after)
