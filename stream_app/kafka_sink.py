@@ -3,8 +3,9 @@
 aiokafka builds and sends record batches in Python on the event loop: with two records per
 transaction (the score and the user's changelog) its sender and socket writes were a third of
 the worker's time. librdkafka does batching, compression and I/O in its own threads; a
-`produce()` call costs a few microseconds of Python. `deliver()` waits (in a thread, so the
-event loop keeps serving heartbeats) until everything sent since the last call is acknowledged,
+`produce()` call costs a few microseconds of Python. `deliver()` waits (polling librdkafka's
+delivery reports from the event loop, which meanwhile serves heartbeats and the next fetch)
+until everything sent since the last call is acknowledged,
 then runs the `on_delivered` callbacks on the loop: once per callback and partition, with the
 partition's last record (a partition's records are delivered in order; the table's changelog
 only needs its newest offset, and a per-record Python callback with its metadata object was 5 %
@@ -38,6 +39,9 @@ _SIZE_ERRORS = frozenset(
     {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE}
 )
 _FLUSH_TIMEOUT_S = 60.0
+_POLL_FIRST_S, _POLL_MAX_S = 0.00025, 0.001
+"""How often `deliver()` looks for delivery reports: from 0.25 ms, doubling up to 1 ms (a
+flush to the embedded broker takes ~2 ms)."""
 _ANY_PARTITION = -1
 """librdkafka's RD_KAFKA_PARTITION_UA: the configured partitioner chooses."""
 
@@ -132,6 +136,8 @@ class ConfluentSink:
         self._log = log or logging.getLogger("fraudstream.worker.sink")
         self.dropped = 0
         self.shrunk = 0
+        self.flush_timeout_s = _FLUSH_TIMEOUT_S
+        """How long `deliver()` waits for the broker before it gives up (`DeliveryError`)."""
         self.sent: Counter[str] = Counter()
         """Bytes sent per topic (keys and values), for the worker's progress report."""
 
@@ -267,11 +273,22 @@ class ConfluentSink:
         return self._send_smaller(item, error)
 
     async def _flush(self) -> None:
-        left = await asyncio.get_running_loop().run_in_executor(
-            None, self._producer.flush, _FLUSH_TIMEOUT_S
-        )
-        if left:
-            raise DeliveryError(f"{left} records not delivered within {_FLUSH_TIMEOUT_S:.0f} s")
+        """Wait until librdkafka's queue is empty, serving delivery reports on this thread.
+
+        Polled from the event loop, not `flush()` in a worker thread: there, every delivery
+        report needs the GIL back from a main thread busy scoring the next fetch (the worker
+        overlaps the two, `stream_app.deliveries`), and each hand-over can wait for the
+        interpreter's switch interval (5 ms)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.flush_timeout_s
+        pause = _POLL_FIRST_S
+        while (left := self._producer.flush(0)) > 0:
+            if loop.time() > deadline:
+                raise DeliveryError(
+                    f"{left} records not delivered within {self.flush_timeout_s:g} s"
+                )
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, _POLL_MAX_S)
 
     def close(self) -> None:
         self._producer.flush(10)
