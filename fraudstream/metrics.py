@@ -100,6 +100,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "fraudstream_merchant_late_total",
         "fraudstream_labels_unattributable_total",
         "fraudstream_merchant_final_lag_hours",
+        "fraudstream_idle_partitions",
         "fraudstream_transactions_redelivered_total",
         "fraudstream_drift_monitor",
         # retrain service

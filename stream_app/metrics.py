@@ -204,6 +204,16 @@ class WorkerMetrics:
             "boundary (how far the slowest partition holds the snapshots back).",
             registry=r,
         )
+        self.idle_partitions = Gauge(
+            "fraudstream_idle_partitions",
+            "Owned input partitions read to their confirmed end and silent for "
+            "FRAUD_IDLE_PARTITION_S, by kind (tx, labels): they hold the merchant snapshots "
+            "back no longer.",
+            ["kind"],
+            registry=r,
+        )
+        for kind in ("tx", "labels"):
+            self.idle_partitions.labels(kind)
         # Known label values start at zero, so the first event shows up in rate().
         for reason in get_args(DeadLetterReason):
             self.dead_letters.labels(reason)

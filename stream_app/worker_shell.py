@@ -314,10 +314,14 @@ class WorkerShell:
     async def tick_idle(self) -> None:
         """Partitions with nothing left to read for `idle_partition_s` stop holding the final
         boundary back (a quiet partition in live traffic, the end of a replay). Looking
-        caught up is not enough: the true end is confirmed by a fetch (`EndProbe`)."""
+        caught up is not enough: the true end is confirmed by a fetch (`EndProbe`). The probe
+        takes a round trip, and records may come meanwhile — to the partition, or to another,
+        which gives it a fresh grace period (`_grace_after_pause`): a candidate whose period
+        changed while the probe was out is not idle (the stale verdict had closed quiet
+        partitions up to the hours a resumed replay had just raced through)."""
         consumer = self.app.consumer
         now = time.monotonic()
-        candidates: dict[TP, int] = {}
+        candidates: dict[TP, tuple[int, float]] = {}  # tp -> (position, caught up since)
         for source in self.pipeline.owned():
             tp = self.tp(source)
             highwater = _highwater(consumer, tp)
@@ -328,21 +332,28 @@ class WorkerShell:
                 continue
             since = self._caught_up_since.setdefault(source, now)
             if now - since >= self.idle_partition_s:
-                candidates[tp] = position
-        idle: list[Source] = []
-        if candidates and self.probe is not None:
-            ends = await self.probe.ends(candidates)
-            for tp, position in candidates.items():
+                candidates[tp] = (position, since)
+        ends: dict[TP, int] = {}
+        if self.probe is None:
+            candidates.clear()  # not started: nothing is confirmed
+        elif candidates:
+            ends = await self.probe.ends({tp: pos for tp, (pos, _) in candidates.items()})
+        async with self.lock:
+            idle: list[Source] = []
+            for tp, (position, since) in candidates.items():
                 source = self._source(tp)
+                if (
+                    self._caught_up_since.get(source) != since
+                    or self.pipeline.position(source) != position
+                ):
+                    continue  # records, or a fresh period, came while the probe was out
                 if ends.get(tp, position + 1) <= position:
                     idle.append(source)
                 else:  # records wait that this worker has not fetched yet
                     self._caught_up_since.pop(source, None)
-        self._idle = set(idle)
-        if idle:
-            async with self.lock:
-                if not self.rebalancing:
-                    await self._apply(await self.pipeline.idle(idle))
+            self._idle = set(idle)
+            if idle and not self.rebalancing:
+                await self._apply(await self.pipeline.idle(idle))
 
     def _grace_after_pause(self, batch: Mapping[Source, list[Record]]) -> None:
         """Traffic resuming on a partition that was idle, or after every partition of its topic
@@ -432,6 +443,9 @@ class WorkerShell:
             ("queued", pipeline.queued()),
         ):
             metrics.state.labels(kind).set(entries)
+        idle: Counter[str] = Counter(source.kind for source in self._idle)
+        for kind in self._topics_of:
+            metrics.idle_partitions.labels(kind).set(idle[kind])
         newest, final = history.newest_closed(), history.final
         metrics.merchant_final_lag.set(0 if newest is None or final is None else newest - final)
         self._move_counters()

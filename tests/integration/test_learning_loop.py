@@ -13,6 +13,7 @@ one shadowing it (`fraudstream models shadow`).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -171,7 +172,8 @@ def test_drift_retrain_promotion_hot_swap_and_rollback(
     assert worker.running, "the worker restarted"
     # Determinism across the pause between replays: features exactly as offline.
     offline = _offline_features(world, store.load(old_version))
-    assert [t for t, x in phase2.items() if x.features != offline[t]] == []
+    differ = [t for t, x in phase2.items() if x.features != offline[t]]
+    assert differ == [], _feature_differences(differ, phase2, offline, worker.scrape())
     rows = np.array([[s.features[n] for n in FEATURE_NAMES] for s in phase2.values()])
     truth = np.array([world.is_fraud.get(t, False) for t in phase2])
     old = Scorer.from_loaded(store.load(old_version)).score(rows).scores
@@ -270,6 +272,22 @@ def _scores(stack: Stack, sent: Any) -> dict[str, FraudScore]:
     """The latest score of each transaction `sent` (a replay)."""
     scores = stack.scores(sent)
     return {t: copies[-1] for t, copies in scores.items() if t in sent.transaction_ids}
+
+
+def _feature_differences(
+    differ: list[str],
+    streamed: dict[str, FraudScore],
+    offline: dict[str, dict[str, float]],
+    metrics: dict[str, float],
+) -> str:
+    """Which features differ, in how many of the scores, and the late-record counters: what
+    tells a lateness failure (merchant features) from any other."""
+    names = Counter(
+        name for t in differ for name, value in streamed[t].features.items()
+        if offline[t].get(name) != value
+    )  # fmt: skip
+    late = {k: v for k, v in metrics.items() if "late_total" in k}
+    return f"{len(differ)} of {len(streamed)} scores differ: {dict(names)}; {late}"
 
 
 def _offline_features(world: World, champion: Any) -> dict[str, dict[str, float]]:

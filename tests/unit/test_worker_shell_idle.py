@@ -144,3 +144,31 @@ def test_one_idle_partition_resuming_gives_a_not_yet_idle_one_a_fresh_period(
     h.records(11.0, A)  # A resumes while B is 6 s into its period
     assert B not in h.at(5.0 + IDLE_S), "B went idle at its old time though A had resumed"
     assert B in h.at(11.0 + IDLE_S)
+
+
+def test_records_that_come_while_the_probe_is_out_overrule_its_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The learning-loop failure on a fresh clone, third time: A and B idle through a pause,
+    the idle timer's probe out (a fetch round trip), and meanwhile a replay resumes on A. The
+    probe's verdict predates A's records and B's fresh period; acted on, it closed both up to
+    the days A had just raced through, and B's records then counted as late."""
+    h = Harness(monkeypatch)
+    h.at(0.0)
+    assert h.at(IDLE_S) == {A, B}
+    probed = h.probe.ends
+
+    async def resume_during_probe(candidates: Mapping[TP, int]) -> dict[TP, int]:
+        ends = await probed(candidates)  # the fetch answered: nothing left to read ...
+        h.now = 20.0  # ... and before the verdict is acted on, A's replay arrives
+        offset = h.pipeline.positions[A]
+        messages = [SimpleNamespace(offset=offset + i, key=b"k", value=b"v") for i in range(5)]
+        await h.shell.on_records({TP(TOPIC, A.partition): messages}, 1)
+        return ends
+
+    h.probe.ends = resume_during_probe  # type: ignore[method-assign]
+    assert h.at(19.0) == set(), "a verdict older than the records was acted on"
+    assert h.shell.idle_sources() == set()
+    h.probe.ends = probed  # type: ignore[method-assign]
+    assert h.at(20.0 + IDLE_S - 0.1) == set()  # B's fresh period runs from A's records
+    assert B in h.at(20.0 + IDLE_S)
