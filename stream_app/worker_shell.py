@@ -333,11 +333,10 @@ class WorkerShell:
             since = self._caught_up_since.setdefault(source, now)
             if now - since >= self.idle_partition_s:
                 candidates[tp] = (position, since)
-        ends: dict[TP, int] = {}
-        if self.probe is None:
-            candidates.clear()  # not started: nothing is confirmed
-        elif candidates:
-            ends = await self.probe.ends({tp: pos for tp, (pos, _) in candidates.items()})
+        if not candidates or self.probe is None:  # (no probe: not started, nothing confirmed)
+            self._idle = set()
+            return
+        ends = await self.probe.ends({tp: pos for tp, (pos, _) in candidates.items()})
         async with self.lock:
             idle: list[Source] = []
             for tp, (position, since) in candidates.items():

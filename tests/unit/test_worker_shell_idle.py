@@ -99,10 +99,14 @@ class Harness:
         return self.pipeline.idled[-1] if len(self.pipeline.idled) > calls else set()
 
     def records(self, now: float, source: Source, count: int = 5) -> None:
+        asyncio.run(self.arrive(now, source, count))
+
+    async def arrive(self, now: float, source: Source, count: int = 5) -> None:
+        """`count` records for `source` at `now`, handed to the shell on the running loop."""
         self.now = now
         offset = self.pipeline.positions[source]
         messages = [SimpleNamespace(offset=offset + i, key=b"k", value=b"v") for i in range(count)]
-        asyncio.run(self.shell.on_records({TP(TOPIC, source.partition): messages}, 1))
+        await self.shell.on_records({TP(TOPIC, source.partition): messages}, 1)
 
 
 def test_a_partition_is_idle_once_caught_up_for_the_period_and_its_end_is_confirmed(
@@ -160,10 +164,7 @@ def test_records_that_come_while_the_probe_is_out_overrule_its_verdict(
 
     async def resume_during_probe(candidates: Mapping[TP, int]) -> dict[TP, int]:
         ends = await probed(candidates)  # the fetch answered: nothing left to read ...
-        h.now = 20.0  # ... and before the verdict is acted on, A's replay arrives
-        offset = h.pipeline.positions[A]
-        messages = [SimpleNamespace(offset=offset + i, key=b"k", value=b"v") for i in range(5)]
-        await h.shell.on_records({TP(TOPIC, A.partition): messages}, 1)
+        await h.arrive(20.0, A)  # ... and before the verdict is acted on, A's replay arrives
         return ends
 
     h.probe.ends = resume_during_probe  # type: ignore[method-assign]
