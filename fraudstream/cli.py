@@ -796,6 +796,7 @@ def worker_config(settings: Settings, registry: Path | None = None) -> Any:
         dedupe_horizon_ms=settings.dedupe_horizon_ms(),
         max_future_ms=round(settings.max_future_s * 1000),
         commit_interval_s=settings.commit_interval_s,
+        users_write_behind_s=settings.users_write_behind_s,
         producer_linger_s=settings.producer_linger_ms / 1000.0,
         store=settings.worker_store,
         metrics_port=settings.metrics_port,

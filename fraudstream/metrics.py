@@ -102,6 +102,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "fraudstream_merchant_final_lag_hours",
         "fraudstream_idle_partitions",
         "fraudstream_transactions_redelivered_total",
+        "fraudstream_user_records_written_total",
         "fraudstream_drift_monitor",
         # retrain service
         "fraudstream_retrain_runs_total",

@@ -123,6 +123,14 @@ class Settings(BaseSettings):
         description="Transactions timed further ahead of the worker's clock are dead-lettered.",
     )
     commit_interval_s: float = Field(1.0, gt=0, description="Offset commit interval.")
+    users_write_behind_s: float = Field(
+        0.5,
+        ge=0,
+        le=60,
+        description="How long a scored user's state may wait to be written to the table's "
+        "changelog, and its offsets to be acknowledged (a user scored many times meanwhile "
+        "costs one record; a crash replays that much more). 0: after every micro-batch.",
+    )
     producer_linger_ms: float = Field(
         5.0,
         ge=0,

@@ -87,6 +87,7 @@ class WorkerConfig:
     drift_scores_idle_s: float = 300.0
     replication_factor: int = 1
     commit_interval_s: float = 1.0
+    users_write_behind_s: float = 0.5
     producer_linger_s: float = 0.005
     store: str = "memory://"
     data_dir: str | None = None
@@ -235,6 +236,10 @@ def create_app(config: WorkerConfig, scorer: Scorer | None = None) -> faust.App:
     async def idle_partitions() -> None:
         await _run_delivering(shell.tick_idle())
 
+    @app.timer(interval=0.25)
+    async def write_users() -> None:
+        await _run_delivering(shell.tick_flush())
+
     @app.timer(interval=2.0)
     async def update_gauges() -> None:
         shell.export()
@@ -329,6 +334,7 @@ def _pipeline_config(config: WorkerConfig) -> PipelineConfig:
         dlq_limit=dead_letter_limit(config.dlq_max_bytes, PRODUCER_MAX_REQUEST_BYTES, None),
         user_cache_size=config.user_cache_size,
         max_queued=config.max_queued,
+        users_write_behind_s=config.users_write_behind_s,
         defer_delivery=True,  # the shell acknowledges after delivery, scoring the next fetch
     )
 

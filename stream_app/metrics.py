@@ -190,6 +190,12 @@ class WorkerMetrics:
             "identical score).",
             registry=r,
         )
+        self.users_written = Counter(
+            "fraudstream_user_records_written",
+            "Users' table values written to the changelog (at most one per user and write-behind "
+            "period, FRAUD_USERS_WRITE_BEHIND_S).",
+            registry=r,
+        )
         self.monitor = Gauge(
             "fraudstream_drift_monitor",
             "The cluster's drift monitor, in the worker that leads (leading 1/0; activations, "

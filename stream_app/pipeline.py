@@ -18,6 +18,13 @@ every queue into one micro-batch: features in order, one model call, one score e
 records written once per batch; every output of a call is delivered before any offset is
 acknowledged (at least once): within the call, or with `defer_delivery` by the caller's
 `deliver()` before it applies the outcome's acknowledgements.
+
+With `users_write_behind_s`, the users' records are written less often: a call that is not
+due keeps its acknowledgements back, and the first call (or `flush`) at least that long after
+the oldest held one writes every changed record once and releases them all. A user scored
+many times in that span costs one encoding and one changelog record instead of one per call;
+the offsets are committed that much later, so a crash replays that much more (scored again
+from the state in the table, which the held offsets never went past).
 """
 
 from __future__ import annotations
@@ -108,6 +115,12 @@ class PipelineConfig:
     user_cache_size: int = 20_000
     max_queued: int = 4_000
     """Queued transactions of one partition above which its fetching is paused."""
+    users_write_behind_s: float = 0.0
+    """How long changed users' records may wait to be written (their offsets wait with them):
+    0 writes after every micro-batch."""
+    users_write_behind_max: int = 10_000
+    """Changed users' records above which a call writes them at once (they stay decoded in
+    memory until then)."""
     defer_delivery: bool = False
     """False: every call waits for its outputs' delivery before it returns. True: calls only
     send; the caller awaits `deliver()` before acknowledging an outcome's offsets (the worker
@@ -127,6 +140,7 @@ class PipelineStats:
     unattributable: int = 0
     invalid_labels: int = 0
     batches: int = 0
+    users_written: int = 0
     dead_letters: dict[str, int] = field(default_factory=dict)
 
 
@@ -181,6 +195,9 @@ class ScoringPipeline:
         self.users = UserRecords(store, config.user_cache_size, on_state_reset)
         self.stats = PipelineStats()
         self._partitions: dict[Source, _Partition] = {}
+        self._held: dict[Source, list[int]] = {}
+        """Acknowledgements waiting for the users' records they depend on to be written."""
+        self._held_since: float | None = None
         self.scores_partitions = config.scores_partitions
         """Partitions of the scores topic (known once the topic is declared)."""
         history.hold = self._oldest_needed
@@ -210,6 +227,8 @@ class ScoringPipeline:
 
     def revoke(self, sources: Iterable[Source]) -> None:
         gone = {s for s in sources if self._partitions.pop(s, None) is not None}
+        for source in gone:
+            self._held.pop(source, None)  # the next owner reads them again
         self.users.forget({s.partition for s in gone if s.kind == "tx"})
 
     def owned(self) -> list[Source]:
@@ -316,7 +335,7 @@ class ScoringPipeline:
                     state.hours.skip(record.offset)
                     if scoring:
                         await self._dead_letter(item)
-                        outcome.ack(state.source, record.offset)
+                        self._hold(state.source, record.offset)
                     continue
                 state.hours.add(record.offset, item.ts_ms, item.tx.merchant_id)
                 if scoring:
@@ -327,7 +346,7 @@ class ScoringPipeline:
             for record in records:
                 if state.source in outcome.seek or not self._admit(state, record, outcome):
                     continue
-                outcome.ack(state.source, record.offset)
+                self._hold(state.source, record.offset)
                 self.stats.labels += record.offset >= state.committed
                 try:
                     label = Label.model_validate_json(record.value or b"")
@@ -389,11 +408,56 @@ class ScoringPipeline:
             taken = self._take()
             if taken:
                 await self._score_batch(taken, outcome)
+                await self._settle(outcome)  # (a long call writes as it goes)
             if not taken or len(taken) < self.config.batch_max:
                 break
+        await self._settle(outcome)
         if not self.config.defer_delivery:
             with self.stages.time("produce"):
                 await self.sink.deliver()
+
+    async def flush(self, due_only: bool = False) -> Outcome:
+        """Write the changed users' records now and release every held acknowledgement (before
+        a rebalance or stop commits); `due_only`: only if the oldest has waited long enough
+        (a timer's call, for a partition that went quiet)."""
+        outcome = Outcome()
+        if await self._settle(outcome, force=not due_only) and not self.config.defer_delivery:
+            with self.stages.time("produce"):
+                await self.sink.deliver()
+        return outcome
+
+    def held(self) -> int:
+        """Acknowledgements waiting for users' records to be written."""
+        return sum(len(offsets) for offsets in self._held.values())
+
+    async def _settle(self, outcome: Outcome, force: bool = False) -> bool:
+        """When due (see the module docstring), write the changed users' records and release
+        every held acknowledgement into `outcome` (True)."""
+        held = self._held
+        users = self.users
+        if not held and not users.touched():
+            return False
+        now = self.clock()
+        if self._held_since is None:
+            self._held_since = now
+        due = (
+            force
+            or now - self._held_since >= self.config.users_write_behind_s
+            or users.touched() >= self.config.users_write_behind_max
+        )
+        if not due:
+            return False
+        self.stats.users_written += users.touched()
+        with self.stages.time("produce"):
+            await users.write(self._committed_partition)
+        for source, offsets in held.items():
+            outcome.acked.setdefault(source, []).extend(offsets)
+        self._held, self._held_since = {}, None
+        return True
+
+    def _hold(self, source: Source, offset: int) -> None:
+        """Acknowledge `offset` once the users' records are written (`_settle`)."""
+        self._held.setdefault(source, []).append(offset)
 
     async def deliver(self) -> int:
         """Wait for every output sent so far (`defer_delivery`: before acknowledging an
@@ -433,12 +497,12 @@ class ScoringPipeline:
                 self.config.scores_topic,
                 [(s.user_id.encode(), s.json, partition_of[s.user_id] % n) for s in result.scores],
             )
-            await users.write(result.touched_users, self._committed_partition)
+        users.touch(result.touched_users)
         acked: dict[int, list[int]] = {}
         for item in taken:
             acked.setdefault(item.message.partition, []).append(item.message.offset)
         for partition, offsets in acked.items():
-            outcome.acked.setdefault(Source("tx", partition), []).extend(offsets)
+            self._held.setdefault(Source("tx", partition), []).extend(offsets)
         self.stats.scored += len(result.scores)
         self.stats.batches += 1
         self.stats.late += result.late

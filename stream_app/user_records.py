@@ -4,6 +4,11 @@ The table (`UserStore`) holds every user's record as compact JSON; decoding one 
 than scoring it, so the records of recently seen users stay decoded here, least recently seen
 dropped first. A record that cannot be decoded (a value no worker of this version wrote) starts
 afresh instead of stopping the partition on every transaction of that user.
+
+Records changed by scoring are marked (`touch`) and written to the table together (`write`):
+a user scored several times between two writes costs one encoding and one changelog record.
+A marked record is the only copy of its newest state, so it is never dropped from the cache
+before it is written; the caller acknowledges offsets only after the write (at least once).
 """
 
 from __future__ import annotations
@@ -53,9 +58,14 @@ class UserRecords:
         self.capacity = capacity
         self._on_reset = on_reset
         self._records: OrderedDict[str, tuple[int, UserRecord]] = OrderedDict()
+        self._touched: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._records)
+
+    def touched(self) -> int:
+        """Users changed since the last `write`."""
+        return len(self._touched)
 
     def get(self, user_id: str, partition: int) -> UserRecord:
         cached = self._records.get(user_id)
@@ -75,9 +85,14 @@ class UserRecords:
             log.error("unreadable user state (%d bytes), starting afresh: %r", len(stored), exc)
             return UserRecord()
 
-    async def write(self, users: Iterable[str], committed: Callable[[int], int | None]) -> None:
+    def touch(self, users: Iterable[str]) -> None:
+        """These users' records changed (each was `get` since the last `write`)."""
+        self._touched.update(users)
+
+    async def write(self, committed: Callable[[int], int | None]) -> None:
         """Write the touched users' records (journals pruned to what is not committed), then
         shrink the cache (touched users are the most recent, so they stay)."""
+        users, self._touched = self._touched, set()
         offsets: dict[int, int | None] = {}  # one lookup per partition, not per user
         for user in users:
             partition, record = self._records[user]
@@ -89,6 +104,9 @@ class UserRecords:
             self._records.popitem(last=False)
 
     def forget(self, partitions: set[int]) -> None:
-        """Users of partitions another worker owns now must be read from the table again."""
+        """Users of partitions another worker owns now must be read from the table again. (A
+        touched record not written yet is dropped too: its offsets were not acknowledged, so
+        the new owner scores them again from the state in the table.)"""
         for user in [u for u, (p, _) in self._records.items() if p in partitions]:
             del self._records[user]
+            self._touched.discard(user)

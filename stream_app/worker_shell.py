@@ -241,8 +241,10 @@ class WorkerShell:
     async def quiesce(self) -> None:
         """faust's `wait_empty`, before it commits on a rebalance and on stopping."""
         self.rebalancing = True
-        async with self.lock:
-            pass  # the batch in progress has finished
+        async with self.lock:  # the batch in progress has finished
+            flushed = await self.pipeline.flush()  # acknowledgements held for users' records
+            if flushed.acked:
+                await self._apply(flushed)
         await self.drain()  # and what it and the ones before it sent is acknowledged
 
     async def drain(self) -> None:
@@ -354,6 +356,18 @@ class WorkerShell:
             if idle and not self.rebalancing:
                 await self._apply(await self.pipeline.idle(idle))
 
+    async def tick_flush(self) -> None:
+        """Acknowledgements held for the users' records (`users_write_behind_s`) are released
+        once due even when no more records come (the end of a replay, a quiet partition)."""
+        if not self.pipeline.held():
+            return
+        async with self.lock:
+            if self.rebalancing:
+                return  # `quiesce` releases them
+            flushed = await self.pipeline.flush(due_only=True)
+            if flushed.acked:
+                await self._apply(flushed)
+
     def _grace_after_pause(self, batch: Mapping[Source, list[Record]]) -> None:
         """Traffic resuming on a partition that was idle, or after every partition of its topic
         went idle: the others get a fresh grace period, or the first to speak would close
@@ -460,6 +474,7 @@ class WorkerShell:
             ("unattributable",): stats.unattributable,
             ("waits",): stats.waits,
             ("replayed",): stats.replayed,
+            ("users_written",): stats.users_written,
             **{("dead_letters", r): n for r, n in stats.dead_letters.items()},
             **{("stage", k): v for k, v in pipeline.stages.seconds.items()},
             **{("merchant_late", k): n for k, n in pipeline.merchant_late().items()},
@@ -484,6 +499,7 @@ class WorkerShell:
             "unattributable": metrics.labels_unattributable,
             "waits": metrics.snapshot_waits,
             "replayed": metrics.replayed,
+            "users_written": metrics.users_written,
         }[name]
 
 

@@ -3,7 +3,8 @@
 The records go through `ScoringPipeline` as a worker's consumer would hand them over: eight
 partitions by key, fetches of 250 records per partition, offsets committed every third fetch
 (a 1 s commit interval at ~5,000 tx/s: the users' journals hold what is not committed yet),
-users' records in a `MemoryStore`, outputs to a sink that only counts them. The cost is the
+users' records in a `MemoryStore`, written behind as the worker's default
+`users_write_behind_s` says, outputs to a sink that only counts them. The cost is the
 process's CPU time, so a busy machine slows it less than it slows wall-clock figures. It runs
 twice: with CPython's default collector schedule and with the worker's (`stream_app.collector`),
 each reporting the collector's own time. What it leaves out: Kafka clients, librdkafka, the
@@ -100,8 +101,15 @@ def _run(
     for key, value in values:
         parts[sources[zlib.crc32(key or b"") % PARTITIONS]].append(value)
     committed: dict[Source, int] = {}
+    from fraudstream.settings import Settings
+
     config = PipelineConfig(
-        "transactions", "scores", "dlq", "merchant-log", scores_partitions=PARTITIONS
+        "transactions",
+        "scores",
+        "dlq",
+        "merchant-log",
+        scores_partitions=PARTITIONS,
+        users_write_behind_s=Settings.model_fields["users_write_behind_s"].default,
     )
     pipeline = ScoringPipeline(
         config,
@@ -153,3 +161,4 @@ async def _feed(pipeline: Any, parts: Any, committed: dict[Any, int], record: An
         if fetches % COMMIT_EVERY == 0:
             committed.update(pending)
     await pipeline.idle(list(parts))
+    await pipeline.flush()  # what the write-behind still holds

@@ -12,7 +12,7 @@ import json
 import zlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -132,15 +132,19 @@ class Cluster:
         self.assemblers: dict[int, merchant_log.Assembler] = {}
         self.make_canary: Callable[[], Canary | None] = lambda: None
         """Each started worker's own canary step (a fresh assigner: nothing shared)."""
+        self.config = CONFIG
+        self.now = 0.0
+        self.tick_s = 0.0
+        """How far the pipelines' clock moves per fed chunk."""
 
     def start(self, worker: int, owns: list[Source]) -> ScoringPipeline:
         pipeline = ScoringPipeline(
-            CONFIG,
+            self.config,
             Champion(self.scorer, canary=self.make_canary()),
             self.store,
             self.sink,
             MerchantHistory(SOURCES),
-            clock=lambda: 0.0,
+            clock=lambda: self.now,
             committed=self.committed.get,
         )
         self.pipelines[worker] = pipeline
@@ -176,6 +180,7 @@ class Cluster:
                 self.handle(asyncio.run(pipeline.on_final(final)))
 
     def feed(self, worker: int, source: Source, records: list[Record]) -> None:
+        self.now += self.tick_s
         self.handle(asyncio.run(self.pipelines[worker].process({source: records})))
 
     def handle(self, outcome: Outcome) -> None:
@@ -303,8 +308,66 @@ def test_two_workers_sharing_the_partitions_score_exactly_as_offline(
 def test_a_restarted_worker_rebuilds_its_partials_and_repeats_nothing_differently(
     cluster: Cluster, offline: dict[str, FraudScore]
 ) -> None:
+    kill_and_resume(cluster, Topics.load())
+    scores = cluster.sink.scores()
+    check(scores, offline)
+    assert cluster.pipelines[0].stats.replayed > 0 or len(scores) == len(offline)
+
+
+WRITE_BEHIND = replace(CONFIG, users_write_behind_s=1.0)
+
+
+def test_users_records_written_behind_are_written_once_per_period_and_hold_their_offsets(
+    cluster: Cluster, offline: dict[str, FraudScore]
+) -> None:
+    """Within `users_write_behind_s` a user scored many times is written once, and nothing
+    is acknowledged before the records it depends on are written."""
     topics = Topics.load()
-    cluster.start(0, SOURCES)
+    cluster.config = WRITE_BEHIND
+    pipeline = cluster.start(0, SOURCES)
+    schedule = uneven_schedule(topics, DAY_MS, Source("tx", 3))
+    step = 0
+    while pipeline.stats.scored < 1_000:  # the clock stands still: nothing is due
+        run_schedule(cluster, schedule[step:], lambda source: 0, stop_after=1)
+        step += 1
+    assert pipeline.held() > 0 and cluster.acked == {} and cluster.store.writes == 0
+    cluster.tick_s = 1.0
+    run_schedule(cluster, schedule[step:], lambda source: 0, stop_after=1)  # due
+    assert pipeline.held() == 0 and cluster.acked
+    assert cluster.store.writes == len(cluster.store.values) < pipeline.stats.scored / 2
+
+    cluster.tick_s = 0.25
+    run_schedule(cluster, schedule[step + 1 :], lambda source: 0)
+    cluster.idle_all()
+    cluster.handle(asyncio.run(pipeline.flush()))
+    check(cluster.sink.scores(), offline)
+    assert pipeline.held() == 0
+    for source, chunk in topics.partitions.items():
+        assert cluster.acked[source] == set(range(len(chunk))), source
+
+    every_call = Cluster(cluster.scorer)  # the same schedule, written after every call
+    every_call.positions, every_call.acked = {}, {}
+    every_call.start(0, SOURCES)
+    run_schedule(every_call, schedule, lambda source: 0)
+    every_call.idle_all()
+    assert every_call.store.values == cluster.store.values  # the same final state
+    assert cluster.store.writes < every_call.store.writes
+
+
+def test_a_worker_killed_with_users_records_held_back_repeats_nothing_differently(
+    cluster: Cluster, offline: dict[str, FraudScore]
+) -> None:
+    """Killed while records and their offsets are held: the committed offsets never went past
+    the state in the table, so what is redelivered is scored again exactly as before."""
+    cluster.config, cluster.tick_s = WRITE_BEHIND, 0.3
+    killed = kill_and_resume(cluster, Topics.load())
+    assert killed.held() > 0 and killed.users.touched() > 0
+    check(cluster.sink.scores(), offline)
+
+
+def kill_and_resume(cluster: Cluster, topics: Topics) -> ScoringPipeline:
+    """Half the traffic, commit, kill -9, restart and the rest; returns the killed pipeline."""
+    killed = cluster.start(0, SOURCES)
     schedule = uneven_schedule(topics, DAY_MS, Source("tx", 3))
     half = len(schedule) // 2
     run_schedule(cluster, schedule, lambda source: 0, stop_after=half)
@@ -324,6 +387,4 @@ def test_a_restarted_worker_rebuilds_its_partials_and_repeats_nothing_differentl
         offsets[source] += len(chunk)
         cluster.sync(0)
     cluster.idle_all()
-    scores = cluster.sink.scores()
-    check(scores, offline)
-    assert cluster.pipelines[0].stats.replayed > 0 or len(scores) == len(offline)
+    return killed

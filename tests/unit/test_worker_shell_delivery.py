@@ -52,6 +52,12 @@ class GatedPipeline:
         self.processed += 1
         return outcome
 
+    async def flush(self, due_only: bool = False) -> Outcome:
+        return Outcome()  # acknowledges everything in `process`
+
+    def held(self) -> int:
+        return 0
+
     async def deliver(self) -> int:
         covered = list(self.sent)
         gate = asyncio.Event()
@@ -62,8 +68,10 @@ class GatedPipeline:
 
 
 class Harness:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.pipeline = GatedPipeline()
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, pipeline: GatedPipeline | None = None
+    ) -> None:
+        self.pipeline = pipeline or GatedPipeline()
         self.acked: list[int] = []
         self.early: list[int] = []
         monkeypatch.setattr(faust_tuning, "acknowledge", self._acknowledge)
@@ -109,6 +117,56 @@ def test_offsets_are_acknowledged_after_delivery_while_the_next_fetch_is_scored(
         await h.release(1)
         await asyncio.wait_for(quiesced, 5)
         assert h.acked == [0, 1, 2, 3, 4, 5]
+        assert h.early == []
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+class HoldingPipeline(GatedPipeline):
+    """Holds every acknowledgement back until `flush` (the users' records written behind)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding: list[int] = []
+        self.due = False
+
+    async def process(self, batch: Mapping[Source, Sequence[Any]]) -> Outcome:
+        outcome = await super().process(batch)
+        self.holding += outcome.acked.pop(A, [])
+        return outcome
+
+    async def flush(self, due_only: bool = False) -> Outcome:
+        outcome = Outcome()
+        if self.holding and (self.due or not due_only):
+            outcome.acked[A], self.holding = self.holding, []
+        return outcome
+
+    def held(self) -> int:
+        return len(self.holding)
+
+
+def test_held_acknowledgements_are_released_when_due_and_before_a_rebalance_commits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario() -> None:
+        pipeline = HoldingPipeline()
+        h = Harness(monkeypatch, pipeline)
+        await h.fetch(0)
+        await h.release(0)
+        await h.shell.tick_flush()  # not due yet
+        assert h.acked == [] and pipeline.held() == 3
+        pipeline.due = True
+        await h.shell.tick_flush()
+        await h.release(1)
+        assert h.acked == [0, 1, 2] and pipeline.held() == 0
+
+        pipeline.due = False
+        await h.fetch(3)
+        await h.release(2)
+        quiesced = asyncio.create_task(h.shell.quiesce())
+        await h.release(3)  # the delivery of what the rebalance released
+        await asyncio.wait_for(quiesced, 5)
+        assert h.acked == [0, 1, 2, 3, 4, 5], "a rebalance committed without the held offsets"
         assert h.early == []
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
