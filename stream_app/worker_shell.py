@@ -39,6 +39,14 @@ MAX_FETCH_BYTES = 4 * 1024 * 1024
 default (1 MB), so a record at the input topic's limit is read, and dead-lettered, not stuck."""
 
 
+MERCHANT_LOG_FETCH_WAIT_MS = 100
+"""The merchant log reader's fetch wait. Only a replay waits on another worker's final hours
+(in live traffic, the hours a transaction's snapshot needs closed most of an hour earlier), and
+a replay's queues absorb a tenth of a second. At the workers' 5 ms, the reader alone sent ~200
+empty fetches a second: an idle worker took 0.227 cores and the embedded broker 0.328, against
+0.175 and 0.270 with 100 ms (/proc CPU time over 10 s, nothing sent)."""
+
+
 class TableStore:
     """The users' table as the pipeline's `UserStore`: faust's table data, written through the
     publisher to the changelog once per user and micro-batch."""
@@ -87,7 +95,7 @@ class MerchantLogReader:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
-            fetch_max_wait_ms=max(fetch_wait_ms, 1),
+            fetch_max_wait_ms=max(fetch_wait_ms, MERCHANT_LOG_FETCH_WAIT_MS),
             max_partition_fetch_bytes=MAX_FETCH_BYTES,
             **security,
         )
