@@ -108,6 +108,20 @@ def test_scorer_refuses_a_model_built_for_other_features(registry: ModelRegistry
         Scorer.from_loaded(registry.load(version.version))
 
 
+def test_scorer_refuses_a_booster_whose_own_features_are_in_another_order(
+    registry: ModelRegistry,
+) -> None:
+    """Predictions do not check names (they cost more than the model call): the load does."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, len(FEATURE_NAMES)))
+    swapped = [FEATURE_NAMES[1], FEATURE_NAMES[0], *FEATURE_NAMES[2:]]
+    data = xgb.DMatrix(x, label=x[:, 0] > 1.0, feature_names=swapped)
+    booster = xgb.train({"objective": "binary:logistic"}, data, num_boost_round=2)
+    version = registry.register(bytes(booster.save_raw(raw_format="ubj")), meta())
+    with pytest.raises(RegistryError, match="another order"):
+        Scorer.from_loaded(registry.load(version.version))
+
+
 def test_scorer_gives_scores_decisions_and_three_reasons(registry: ModelRegistry) -> None:
     version = registry.register(tiny_model(), meta())
     scorer = Scorer.from_loaded(registry.load(version.version))
